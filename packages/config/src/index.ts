@@ -1,0 +1,175 @@
+import os from 'node:os'
+import path from 'node:path'
+import { z } from 'zod'
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'], {
+    error: 'expected one of 1, 0, true, false, yes, no, on, off',
+  })
+  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v))
+
+const port = z.coerce
+  .number({ error: 'expected a TCP port number' })
+  .int('expected a whole number')
+  .min(0, 'expected a port between 0 and 65535')
+  .max(65535, 'expected a port between 0 and 65535')
+
+const positiveInt = z.coerce
+  .number({ error: 'expected a number' })
+  .int('expected a whole number')
+  .positive('expected a number above 0')
+
+const list = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+
+const clamd = z
+  .string()
+  .refine((v) => /^tcp:\/\/[^:/]+:\d+$/.test(v) || v.startsWith('/'), {
+    message: 'expected tcp://host:port or an absolute path to the clamd socket',
+  })
+
+/** Every environment variable Moat reads, with its default. The README's configuration table mirrors this. */
+const schema = z.object({
+  DATABASE_URL: z.string().url('expected a postgres:// URL').optional(),
+  MOAT_DATA_DIR: z.string().default('./data'),
+  MOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  MOAT_HOSTNAME: z.string().min(1).default(os.hostname()),
+
+  MOAT_SMTP_HOST: z.string().default('0.0.0.0'),
+  MOAT_SMTP_PORT: port.default(2525),
+  MOAT_SMTP_PROXY_PROTOCOL: bool.default(false),
+  MOAT_TLS_CERT: z.string().optional(),
+  MOAT_TLS_KEY: z.string().optional(),
+  MOAT_MAX_MESSAGE_BYTES: positiveInt.default(25 * 1024 * 1024),
+  MOAT_MAX_RECIPIENTS: positiveInt.default(100),
+  MOAT_SMTP_MAX_CLIENTS: positiveInt.default(500),
+
+  MOAT_CLAMD: clamd.default('tcp://127.0.0.1:3310'),
+  MOAT_VIRUS_SCAN: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
+  MOAT_CLAMD_TIMEOUT_SECONDS: positiveInt.default(60),
+  MOAT_SCAN_CONCURRENCY: positiveInt.default(4),
+  MOAT_SCAN_VISIBILITY_SECONDS: positiveInt.default(300),
+  MOAT_SCAN_RETRY_SECONDS: positiveInt.default(30),
+
+  MOAT_DELIVER_CONCURRENCY: positiveInt.default(8),
+  MOAT_DELIVER_VISIBILITY_SECONDS: positiveInt.default(300),
+  MOAT_DELIVER_TIMEOUT_SECONDS: positiveInt.default(60),
+  MOAT_RETRY_FIRST_SECONDS: positiveInt.default(60),
+  MOAT_RETRY_MAX_SECONDS: positiveInt.default(3600),
+  MOAT_RETRY_GIVE_UP_SECONDS: positiveInt.default(5 * 24 * 3600),
+
+  MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
+  MOAT_QUEUE_POLL_MS: positiveInt.default(250),
+
+  MOAT_MX_HOSTS: list.default(['mx1.moat.localhost', 'mx2.moat.localhost']),
+  MOAT_DNS_SERVERS: list.optional(),
+})
+
+export type Config = {
+  databaseUrl: string | undefined
+  dataDir: string
+  logLevel: z.infer<typeof schema>['MOAT_LOG_LEVEL']
+  hostname: string
+  smtp: {
+    host: string
+    port: number
+    proxyProtocol: boolean
+    tlsCert: string | undefined
+    tlsKey: string | undefined
+    maxMessageBytes: number
+    maxRecipients: number
+    maxClients: number
+  }
+  scan: {
+    clamd: { host: string; port: number } | { socket: string }
+    virusScan: boolean
+    clamdTimeoutMs: number
+    concurrency: number
+    visibilitySeconds: number
+    retrySeconds: number
+  }
+  deliver: {
+    concurrency: number
+    visibilitySeconds: number
+    timeoutMs: number
+    retryFirstSeconds: number
+    retryMaxSeconds: number
+    giveUpSeconds: number
+  }
+  queue: { maxReceives: number; pollMs: number }
+  mxHosts: string[]
+  dnsServers: string[] | undefined
+}
+
+/** Thrown when the environment is wrong; the message names every bad variable and what it expects. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Reads and validates Moat's configuration from environment variables. Call it once at start-up and
+ * pass the result down; nothing else reads `process.env`.
+ *
+ * @example
+ * const config = loadConfig(process.env)
+ * console.log(config.smtp.port) // 2525 unless MOAT_SMTP_PORT is set
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  const parsed = schema.safeParse(present)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '')
+      return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`
+    })
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
+  }
+  const e = parsed.data
+  if (Boolean(e.MOAT_TLS_CERT) !== Boolean(e.MOAT_TLS_KEY)) {
+    throw new ConfigError(
+      'invalid configuration:\n  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither',
+    )
+  }
+  const clamdUrl = e.MOAT_CLAMD.startsWith('tcp://') ? new URL(e.MOAT_CLAMD) : undefined
+  return {
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.MOAT_DATA_DIR),
+    logLevel: e.MOAT_LOG_LEVEL,
+    hostname: e.MOAT_HOSTNAME,
+    smtp: {
+      host: e.MOAT_SMTP_HOST,
+      port: e.MOAT_SMTP_PORT,
+      proxyProtocol: e.MOAT_SMTP_PROXY_PROTOCOL,
+      tlsCert: e.MOAT_TLS_CERT,
+      tlsKey: e.MOAT_TLS_KEY,
+      maxMessageBytes: e.MOAT_MAX_MESSAGE_BYTES,
+      maxRecipients: e.MOAT_MAX_RECIPIENTS,
+      maxClients: e.MOAT_SMTP_MAX_CLIENTS,
+    },
+    scan: {
+      clamd: clamdUrl ? { host: clamdUrl.hostname, port: Number(clamdUrl.port) } : { socket: e.MOAT_CLAMD },
+      virusScan: e.MOAT_VIRUS_SCAN === 'on',
+      clamdTimeoutMs: e.MOAT_CLAMD_TIMEOUT_SECONDS * 1000,
+      concurrency: e.MOAT_SCAN_CONCURRENCY,
+      visibilitySeconds: e.MOAT_SCAN_VISIBILITY_SECONDS,
+      retrySeconds: e.MOAT_SCAN_RETRY_SECONDS,
+    },
+    deliver: {
+      concurrency: e.MOAT_DELIVER_CONCURRENCY,
+      visibilitySeconds: e.MOAT_DELIVER_VISIBILITY_SECONDS,
+      timeoutMs: e.MOAT_DELIVER_TIMEOUT_SECONDS * 1000,
+      retryFirstSeconds: e.MOAT_RETRY_FIRST_SECONDS,
+      retryMaxSeconds: e.MOAT_RETRY_MAX_SECONDS,
+      giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
+    },
+    queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
+    mxHosts: e.MOAT_MX_HOSTS,
+    dnsServers: e.MOAT_DNS_SERVERS,
+  }
+}

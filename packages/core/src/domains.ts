@@ -1,0 +1,262 @@
+import { randomBytes } from 'node:crypto'
+import { type Executor, auditLog, domains, newId, tenants } from '@moat/db'
+import { and, eq, inArray, isNotNull, ne } from 'drizzle-orm'
+import type { DnsResolver } from './dns'
+import { MoatError } from './errors'
+import { findTenant } from './tenants'
+
+export type Domain = typeof domains.$inferSelect
+
+/** Domain states in which Moat accepts mail for the domain. */
+export const ACCEPTING_STATUSES = ['verified', 'active'] as const
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/
+
+export function normalizeDomain(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '')
+}
+
+export const VERIFICATION_PREFIX = 'moat-verification='
+
+/** The DNS records a customer publishes for a domain, as zone-file lines. */
+export function requiredRecords(domain: Domain, mxHosts: string[]): { txt: string; mx: string[] } {
+  return {
+    txt: `${domain.name}. 3600 IN TXT "${VERIFICATION_PREFIX}${domain.verificationToken}"`,
+    mx: mxHosts.map((host, i) => `${domain.name}. 3600 IN MX ${(i + 1) * 10} ${host}.`),
+  }
+}
+
+/** Adds a domain to a tenant, pending verification. */
+export async function addDomain(
+  db: Executor,
+  input: { tenant: string; name: string; actor: string },
+): Promise<Domain> {
+  const name = normalizeDomain(input.name)
+  if (!DOMAIN.test(name)) {
+    throw new MoatError('invalid', `invalid domain name ${JSON.stringify(input.name)}`, 'give a name like example.com')
+  }
+  return db.transaction(async (tx) => {
+    const tenant = await findTenant(tx, input.tenant)
+    const mine = await tx
+      .select()
+      .from(domains)
+      .where(and(eq(domains.tenantId, tenant.id), eq(domains.name, name)))
+    if (mine.length) throw new MoatError('conflict', `${name} is already added to ${tenant.name}`)
+    const taken = await tx
+      .select({ id: domains.id })
+      .from(domains)
+      .where(and(eq(domains.name, name), isNotNull(domains.verifiedAt)))
+    if (taken.length) {
+      throw new MoatError('conflict', `${name} is already verified by another customer`, 'contact support if it is yours')
+    }
+    const [domain] = await tx
+      .insert(domains)
+      .values({
+        id: newId('dom'),
+        tenantId: tenant.id,
+        name,
+        verificationToken: randomBytes(16).toString('hex'),
+      })
+      .returning()
+    if (!domain) throw new Error('insert returned no domain')
+    await tx.insert(auditLog).values({
+      tenantId: tenant.id,
+      actor: input.actor,
+      action: 'domain.add',
+      target: domain.id,
+      detail: { name },
+    })
+    return domain
+  })
+}
+
+export interface VerificationResult {
+  domain: Domain
+  tenantName: string
+  verified: boolean
+  /** why verification failed, in words */
+  reason?: string
+  mx: { hosts: string[]; pointsAtMoat: boolean; error?: string }
+}
+
+/**
+ * Checks a domain's DNS: the TXT verification token (verifies it) and whether its MX records name
+ * Moat's hosts (activates it). `force` lets an operator verify without DNS; the override goes into
+ * the audit log. When several tenants have added the name, the one whose token is published wins.
+ */
+export async function verifyDomain(
+  db: Executor,
+  resolver: DnsResolver,
+  input: { name: string; mxHosts: string[]; actor: string; force?: boolean; tenant?: string },
+): Promise<VerificationResult> {
+  const name = normalizeDomain(input.name)
+  const candidates = await db
+    .select({ domain: domains, tenantName: tenants.name })
+    .from(domains)
+    .innerJoin(tenants, eq(tenants.id, domains.tenantId))
+    .where(eq(domains.name, name))
+  const scoped = input.tenant
+    ? candidates.filter((c) => c.tenantName === input.tenant?.toLowerCase() || c.domain.tenantId === input.tenant)
+    : candidates
+  if (!scoped.length) {
+    throw new MoatError('not_found', `${name} has not been added`, 'add it first with: moat domain add TENANT DOMAIN')
+  }
+  const owner = scoped.find((c) => c.domain.verifiedAt)
+  if (input.force && scoped.length > 1 && !owner) {
+    throw new MoatError('conflict', `${name} is pending for several tenants`, 'name one with --tenant')
+  }
+
+  const txt = await lookupTxt(resolver, name)
+  const mx = await lookupMx(resolver, name, input.mxHosts)
+  const winner =
+    owner ??
+    scoped.find((c) => txt.values.includes(`${VERIFICATION_PREFIX}${c.domain.verificationToken}`)) ??
+    (input.force ? scoped[0] : undefined)
+  const target = winner ?? scoped[0]
+  if (!target) throw new Error('unreachable: no candidate domain')
+
+  let reason: string | undefined
+  if (!winner) {
+    const expected = `${VERIFICATION_PREFIX}${target.domain.verificationToken}`
+    reason = txt.error
+      ? `no TXT record at ${name} (${txt.error}); publish: ${name}. TXT "${expected}"`
+      : `the TXT records at ${name} do not include "${expected}" (found: ${txt.values.map((v) => JSON.stringify(v)).join(', ')})`
+  }
+
+  const verified = Boolean(winner)
+  const byOperator = !owner && verified && !txt.values.includes(`${VERIFICATION_PREFIX}${target.domain.verificationToken}`)
+  const now = new Date()
+  const updated = await db.transaction(async (tx) => {
+    if (verified && !target.domain.verifiedAt) {
+      const clash = await tx
+        .select({ id: domains.id })
+        .from(domains)
+        .where(and(eq(domains.name, name), isNotNull(domains.verifiedAt), ne(domains.id, target.domain.id)))
+      if (clash.length) throw new MoatError('conflict', `${name} is already verified by another customer`)
+    }
+    const [row] = await tx
+      .update(domains)
+      .set({
+        status: verified ? (mx.pointsAtMoat ? 'active' : 'verified') : 'pending',
+        verifiedAt: verified ? (target.domain.verifiedAt ?? now) : null,
+        verifiedBy: verified ? (target.domain.verifiedBy ?? (byOperator ? 'operator' : 'dns')) : null,
+        mxPointsAtMoat: mx.pointsAtMoat,
+        lastCheckAt: now,
+        lastCheckResult: reason ?? (mx.pointsAtMoat ? 'verified; MX points at Moat' : 'verified; MX does not point at Moat yet'),
+      })
+      .where(eq(domains.id, target.domain.id))
+      .returning()
+    if (!row) throw new Error('domain disappeared during verification')
+    if (byOperator) {
+      await tx.insert(auditLog).values({
+        tenantId: row.tenantId,
+        actor: input.actor,
+        action: 'domain.force_verify',
+        target: row.id,
+        detail: { name, txtFound: txt.values, reason: 'operator override' },
+      })
+    } else if (verified && !target.domain.verifiedAt) {
+      await tx.insert(auditLog).values({
+        tenantId: row.tenantId,
+        actor: input.actor,
+        action: 'domain.verify',
+        target: row.id,
+        detail: { name },
+      })
+    }
+    // a name verified here can no longer be claimed by the other tenants that added it
+    const others = candidates.filter((c) => c.domain.id !== row.id).map((c) => c.domain.id)
+    if (verified && others.length) {
+      await tx
+        .update(domains)
+        .set({ lastCheckResult: `verified by another customer on ${now.toISOString()}` })
+        .where(inArray(domains.id, others))
+    }
+    return row
+  })
+  return { domain: updated, tenantName: target.tenantName, verified, reason, mx }
+}
+
+async function lookupTxt(resolver: DnsResolver, name: string): Promise<{ values: string[]; error?: string }> {
+  try {
+    const records = await resolver.resolveTxt(name)
+    return { values: records.map((chunks) => chunks.join('')) }
+  } catch (err) {
+    return { values: [], error: dnsError(err) }
+  }
+}
+
+async function lookupMx(
+  resolver: DnsResolver,
+  name: string,
+  mxHosts: string[],
+): Promise<{ hosts: string[]; pointsAtMoat: boolean; error?: string }> {
+  try {
+    const records = await resolver.resolveMx(name)
+    const hosts = records.sort((a, b) => a.priority - b.priority).map((r) => normalizeDomain(r.exchange))
+    const ours = new Set(mxHosts.map(normalizeDomain))
+    return { hosts, pointsAtMoat: hosts.some((h) => ours.has(h)) }
+  } catch (err) {
+    return { hosts: [], pointsAtMoat: false, error: dnsError(err) }
+  }
+}
+
+function dnsError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  switch (code) {
+    case 'ENODATA':
+      return 'no records of that type'
+    case 'ENOTFOUND':
+      return 'the name does not exist'
+    case 'ETIMEOUT':
+    case 'ECONNREFUSED':
+      return 'the DNS server did not answer'
+    default:
+      return code ?? String(err)
+  }
+}
+
+/** Finds the domain that accepts mail for `name`, with its tenant, or nothing. */
+export async function findAcceptingDomain(
+  db: Executor,
+  name: string,
+): Promise<{ domainId: string; tenantId: string } | undefined> {
+  const [row] = await db
+    .select({ domainId: domains.id, tenantId: domains.tenantId })
+    .from(domains)
+    .innerJoin(tenants, eq(tenants.id, domains.tenantId))
+    .where(
+      and(
+        eq(domains.name, normalizeDomain(name)),
+        inArray(domains.status, [...ACCEPTING_STATUSES]),
+        isNotNull(domains.verifiedAt),
+        eq(tenants.status, 'active'),
+      ),
+    )
+  return row
+}
+
+export async function listDomains(db: Executor, tenant?: string): Promise<(Domain & { tenantName: string })[]> {
+  const rows = await db
+    .select({ domain: domains, tenantName: tenants.name })
+    .from(domains)
+    .innerJoin(tenants, eq(tenants.id, domains.tenantId))
+    .where(tenant ? eq(domains.tenantId, (await findTenant(db, tenant)).id) : undefined)
+    .orderBy(domains.name)
+  return rows.map((r) => ({ ...r.domain, tenantName: r.tenantName }))
+}
+
+/**
+ * The domain of that name that routes and mail hang off: the verified one, or the only one added.
+ */
+export async function findDomain(db: Executor, name: string): Promise<Domain> {
+  const normalized = normalizeDomain(name)
+  const rows = await db.select().from(domains).where(eq(domains.name, normalized))
+  const verified = rows.find((d) => d.verifiedAt)
+  if (verified) return verified
+  if (rows.length === 1 && rows[0]) return rows[0]
+  if (rows.length > 1) {
+    throw new MoatError('conflict', `${normalized} is pending for several tenants`, `verify it first: moat domain verify ${normalized}`)
+  }
+  throw new MoatError('not_found', `${normalized} has not been added`, 'add it with: moat domain add TENANT DOMAIN')
+}

@@ -1,0 +1,6 @@
+export * from './dns'
+export * from './domains'
+export * from './errors'
+export * from './messages'
+export * from './routes'
+export * from './tenants'

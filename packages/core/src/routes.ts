@@ -1,0 +1,75 @@
+import { type Executor, auditLog, newId, routes } from '@moat/db'
+import { asc, eq } from 'drizzle-orm'
+import { findDomain } from './domains'
+import { MoatError } from './errors'
+
+export type Route = typeof routes.$inferSelect
+
+export interface Destination {
+  host: string
+  port: number
+  priority: number
+}
+
+/**
+ * Parses `HOST:PORT[:PRIORITY]` (IPv6 hosts in brackets: `[::1]:25:10`). Priority defaults to 10;
+ * lower numbers are tried first.
+ */
+export function parseDestination(spec: string): Destination {
+  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})(?::(\d{1,5}))?$/i.exec(spec.trim())
+  const port = Number(m?.[2])
+  if (!m?.[1] || port < 1 || port > 65535) {
+    throw new MoatError('invalid', `invalid destination ${JSON.stringify(spec)}`, 'write HOST:PORT or HOST:PORT:PRIORITY, e.g. mail.example.com:25:10')
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port, priority: m[3] === undefined ? 10 : Number(m[3]) }
+}
+
+/** Replaces a domain's destination servers. */
+export async function setRoutes(
+  db: Executor,
+  input: { domain: string; destinations: Destination[]; actor: string },
+): Promise<Route[]> {
+  if (!input.destinations.length) {
+    throw new MoatError('invalid', 'no destination given', 'give at least one HOST:PORT[:PRIORITY]')
+  }
+  return db.transaction(async (tx) => {
+    const domain = await findDomain(tx, input.domain)
+    await tx.delete(routes).where(eq(routes.domainId, domain.id))
+    const rows = await tx
+      .insert(routes)
+      .values(
+        input.destinations.map((d) => ({
+          id: newId('rte'),
+          tenantId: domain.tenantId,
+          domainId: domain.id,
+          host: d.host,
+          port: d.port,
+          priority: d.priority,
+        })),
+      )
+      .returning()
+    await tx.insert(auditLog).values({
+      tenantId: domain.tenantId,
+      actor: input.actor,
+      action: 'route.set',
+      target: domain.id,
+      detail: { domain: domain.name, destinations: input.destinations },
+    })
+    return rows.sort((a, b) => a.priority - b.priority)
+  })
+}
+
+export async function listRoutes(db: Executor, domainId: string): Promise<Route[]> {
+  return db.select().from(routes).where(eq(routes.domainId, domainId)).orderBy(asc(routes.priority))
+}
+
+/**
+ * Orders destinations for one delivery: ascending priority, and a random order among equal
+ * priorities so that load spreads across them.
+ */
+export function orderDestinations<T extends { priority: number }>(list: T[], random = Math.random): T[] {
+  return list
+    .map((d) => ({ d, key: random() }))
+    .sort((a, b) => a.d.priority - b.d.priority || a.key - b.key)
+    .map((x) => x.d)
+}

@@ -1,0 +1,5 @@
+export * from './client'
+export * from './embedded'
+export * from './ids'
+export * as schema from './schema'
+export * from './schema'

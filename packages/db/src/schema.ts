@@ -1,0 +1,201 @@
+import { sql } from 'drizzle-orm'
+import {
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core'
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow()
+
+/** A customer. Every other row carries its `tenant_id`, and every query filters on it. */
+export const tenants = pgTable('tenants', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  /** `active` or `suspended`; a suspended tenant's mail is refused at RCPT time. */
+  status: text('status').notNull().default('active'),
+  createdAt: createdAt(),
+})
+
+/**
+ * A customer domain. `pending` until the TXT token is seen in DNS (or an operator forces it),
+ * then `verified`; `active` once its MX records point at Moat. Mail is accepted for verified and
+ * active domains only.
+ */
+export const domains = pgTable(
+  'domains',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    name: text('name').notNull(),
+    status: text('status').notNull().default('pending'),
+    verificationToken: text('verification_token').notNull(),
+    verifiedAt: timestamp('verified_at', { withTimezone: true }),
+    /** `dns` or `operator` */
+    verifiedBy: text('verified_by'),
+    mxPointsAtMoat: boolean('mx_points_at_moat'),
+    lastCheckAt: timestamp('last_check_at', { withTimezone: true }),
+    lastCheckResult: text('last_check_result'),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('domains_tenant_name').on(t.tenantId, t.name),
+    // a domain can be verified by one tenant only
+    uniqueIndex('domains_verified_name').on(t.name).where(sql`verified_at is not null`),
+    index('domains_name').on(t.name),
+  ],
+)
+
+/** The customer's own mail servers for a domain, tried by ascending priority. */
+export const routes = pgTable(
+  'routes',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    domainId: text('domain_id')
+      .notNull()
+      .references(() => domains.id, { onDelete: 'cascade' }),
+    host: text('host').notNull(),
+    port: integer('port').notNull().default(25),
+    priority: integer('priority').notNull().default(10),
+    createdAt: createdAt(),
+  },
+  (t) => [index('routes_domain').on(t.domainId)],
+)
+
+/**
+ * One accepted message as seen by one tenant. An SMTP transaction whose recipients span tenants
+ * makes one row per tenant, sharing `queue_id` and the raw object.
+ */
+export const messages = pgTable(
+  'messages',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    queueId: text('queue_id').notNull(),
+    direction: text('direction').notNull().default('inbound'),
+    /** received → queued → delivered | deferred | failed; or quarantined */
+    status: text('status').notNull(),
+    mailFrom: text('mail_from').notNull(),
+    rcptTo: text('rcpt_to').array().notNull(),
+    objectKey: text('object_key').notNull(),
+    size: integer('size').notNull(),
+    subject: text('subject'),
+    messageIdHeader: text('message_id_header'),
+    clientIp: text('client_ip'),
+    clientHelo: text('client_helo'),
+    /** `clean`, `infected` or `not_scanned` once the scan has run */
+    virusScan: text('virus_scan'),
+    virusName: text('virus_name'),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('messages_tenant_received').on(t.tenantId, t.receivedAt),
+    index('messages_queue_id').on(t.queueId),
+  ],
+)
+
+/** Per-recipient delivery state of a message. */
+export const recipients = pgTable(
+  'recipients',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    messageId: text('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    tenantId: text('tenant_id').notNull(),
+    address: text('address').notNull(),
+    domainId: text('domain_id')
+      .notNull()
+      .references(() => domains.id),
+    /** pending → delivered | deferred | failed; or quarantined */
+    status: text('status').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    lastReply: text('last_reply'),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('recipients_message').on(t.messageId)],
+)
+
+/** Every transition of a message, so that its whole story can be told. */
+export const messageEvents = pgTable(
+  'message_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    messageId: text('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    tenantId: text('tenant_id').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    kind: text('kind').notNull(),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index('message_events_message').on(t.messageId, t.id)],
+)
+
+/** One SMTP delivery attempt to one destination server. */
+export const deliveryAttempts = pgTable(
+  'delivery_attempts',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    messageId: text('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    tenantId: text('tenant_id').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    recipients: text('recipients').array().notNull(),
+    host: text('host').notNull(),
+    port: integer('port').notNull(),
+    /** `delivered`, `deferred` or `failed` */
+    outcome: text('outcome').notNull(),
+    code: integer('code'),
+    reply: text('reply').notNull(),
+    durationMs: integer('duration_ms').notNull(),
+  },
+  (t) => [index('delivery_attempts_message').on(t.messageId, t.id)],
+)
+
+/** Who did what: operator overrides, verifications, route changes. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: text('tenant_id'),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    target: text('target').notNull(),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index('audit_log_tenant').on(t.tenantId, t.at)],
+)
+
+/**
+ * The PostgreSQL queue: SQS semantics on one table. A job is visible when `visible_at <= now()`;
+ * receiving it hides it for the visibility timeout and gives it a fresh `receipt`.
+ */
+export const queueJobs = pgTable(
+  'queue_jobs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    queue: text('queue').notNull(),
+    body: jsonb('body').notNull(),
+    visibleAt: timestamp('visible_at', { withTimezone: true }).notNull().defaultNow(),
+    receiveCount: integer('receive_count').notNull().default(0),
+    receipt: text('receipt'),
+    sentAt: timestamp('sent_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('queue_jobs_ready').on(t.queue, t.visibleAt)],
+)

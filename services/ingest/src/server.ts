@@ -1,0 +1,283 @@
+import { Transform, type TransformCallback } from 'node:stream'
+import type { Config } from '@moat/config'
+import { findAcceptingDomain, recordEvent } from '@moat/core'
+import { type Db, messages, newId, recipients } from '@moat/db'
+import type { ObjectStore } from '@moat/blobstore'
+import type { Logger } from '@moat/log'
+import type { Queue } from '@moat/queue'
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
+import { keepExplicitStatusCodes, reply, SmtpReply } from './smtp-replies'
+import { loadTls } from './tls'
+
+export interface ScanJob {
+  messageId: string
+}
+
+export interface IngestDeps {
+  config: Config
+  db: Db
+  store: ObjectStore
+  scanQueue: Queue<ScanJob>
+  log: Logger
+}
+
+export interface IngestServer {
+  port: number
+  close(): Promise<void>
+}
+
+interface AcceptedRecipient {
+  address: string
+  tenantId: string
+  domainId: string
+}
+
+/**
+ * The SMTP front door for inbound mail (the customer domains' MX). It accepts a recipient only in
+ * a verified customer domain, and answers `250` only once the raw message is in the object store
+ * and its rows and scan job are committed.
+ */
+export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
+  const { config, log } = deps
+  keepExplicitStatusCodes()
+  const tls = await loadTls({
+    certFile: config.smtp.tlsCert,
+    keyFile: config.smtp.tlsKey,
+    dataDir: config.dataDir,
+    hostname: config.hostname,
+  })
+  const accepted = new WeakMap<SMTPServerSession['envelope'], AcceptedRecipient[]>()
+
+  const server = new SMTPServer({
+    name: config.hostname,
+    banner: 'Moat ESMTP',
+    size: config.smtp.maxMessageBytes,
+    key: tls.key,
+    cert: tls.cert,
+    useProxy: config.smtp.proxyProtocol,
+    maxClients: config.smtp.maxClients,
+    disabledCommands: ['AUTH'],
+    authOptional: true,
+    disableReverseLookup: true,
+    logger: false,
+
+    onConnect(session, callback) {
+      log.debug({ sessionId: session.id, ip: session.remoteAddress }, 'connection')
+      callback()
+    },
+
+    onRcptTo(address, session, callback) {
+      const list = accepted.get(session.envelope) ?? []
+      if (session.envelope.rcptTo.length >= config.smtp.maxRecipients) {
+        callback(reply.tooManyRecipients(config.smtp.maxRecipients))
+        return
+      }
+      const at = address.address.lastIndexOf('@')
+      const domain = at > 0 ? address.address.slice(at + 1) : ''
+      if (!domain) {
+        callback(reply.badAddress(address.address))
+        return
+      }
+      findAcceptingDomain(deps.db, domain).then(
+        (found) => {
+          if (!found) {
+            log.info({ sessionId: session.id, ip: session.remoteAddress, domain }, 'recipient refused: not a customer domain')
+            callback(reply.relayDenied(domain))
+            return
+          }
+          list.push({ address: address.address, ...found })
+          accepted.set(session.envelope, list)
+          callback()
+        },
+        (err: unknown) => {
+          log.error({ err, sessionId: session.id }, 'recipient lookup failed')
+          callback(reply.localError('recipient lookup failed'))
+        },
+      )
+    },
+
+    onData(stream, session, callback) {
+      const recipientsOfMessage = accepted.get(session.envelope) ?? []
+      receive(deps, stream, session, recipientsOfMessage).then(
+        (queueId) => callback(null, reply.queued(queueId)),
+        (err: unknown) => {
+          if (err instanceof SmtpReply) {
+            callback(err)
+            return
+          }
+          log.error({ err, sessionId: session.id }, 'message not accepted')
+          callback(reply.localError('message could not be stored'))
+        },
+      )
+    },
+  })
+  server.on('error', (err) => log.warn({ err }, 'smtp connection error'))
+
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject)
+    server.listen(config.smtp.port, config.smtp.host, () => resolve())
+  })
+  const address = server.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.smtp.port
+  log.info({ port, host: config.smtp.host, tls: tls.selfSigned ? 'self-signed' : 'configured' }, 'ingest listening')
+
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** Stores one message and records it; resolves with the queue id to quote in the `250` reply. */
+async function receive(
+  deps: IngestDeps,
+  stream: SMTPServerDataStream,
+  session: SMTPServerSession,
+  accepted: AcceptedRecipient[],
+): Promise<string> {
+  const { config, store, log } = deps
+  const queueId = newId()
+  const now = new Date()
+  const objectKey = `inbound/${now.toISOString().slice(0, 10).replaceAll('-', '/')}/${queueId}.eml`
+  const headers = new HeaderCapture(receivedHeader(session, config.hostname, queueId, now, accepted))
+  let ended = false
+  stream.once('end', () => {
+    ended = true
+  })
+  stream.pipe(headers)
+
+  let size: number
+  try {
+    ;({ size } = await store.put(objectKey, headers))
+  } catch (err) {
+    stream.unpipe(headers)
+    await drain(stream, () => ended)
+    await store.delete(objectKey).catch(() => {})
+    throw err
+  }
+  if (stream.sizeExceeded) {
+    await store.delete(objectKey).catch(() => {})
+    throw reply.tooBig(config.smtp.maxMessageBytes)
+  }
+
+  const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
+  const { subject, messageId } = headers.parsed()
+  const byTenant = new Map<string, AcceptedRecipient[]>()
+  for (const r of accepted) byTenant.set(r.tenantId, [...(byTenant.get(r.tenantId) ?? []), r])
+
+  try {
+    const ids = await deps.db.transaction(async (tx) => {
+      const created: string[] = []
+      for (const [tenantId, list] of byTenant) {
+        const id = newId('msg')
+        await tx.insert(messages).values({
+          id,
+          tenantId,
+          queueId,
+          direction: 'inbound',
+          status: 'received',
+          mailFrom,
+          rcptTo: list.map((r) => r.address),
+          objectKey,
+          size,
+          subject,
+          messageIdHeader: messageId,
+          clientIp: session.remoteAddress,
+          clientHelo: session.hostNameAppearsAs,
+          receivedAt: now,
+        })
+        await tx
+          .insert(recipients)
+          .values(list.map((r) => ({ messageId: id, tenantId, address: r.address, domainId: r.domainId })))
+        await recordEvent(tx, { id, tenantId }, 'received', {
+          queueId,
+          from: mailFrom,
+          to: list.map((r) => r.address),
+          size,
+          clientIp: session.remoteAddress,
+          helo: session.hostNameAppearsAs,
+          tls: Boolean(session.secure),
+        })
+        await deps.scanQueue.send({ messageId: id }, { tx })
+        created.push(id)
+      }
+      return created
+    })
+    log.info({ sessionId: session.id, queueId, messageIds: ids, size, recipients: accepted.length }, 'message queued')
+    return queueId
+  } catch (err) {
+    await store.delete(objectKey).catch(() => {})
+    throw err
+  }
+}
+
+/** Reads what is left of the SMTP data stream, so that the session can answer. */
+function drain(stream: SMTPServerDataStream, ended: () => boolean): Promise<void> {
+  if (ended()) return Promise.resolve()
+  return new Promise((resolve) => {
+    stream.once('end', () => resolve())
+    stream.resume()
+  })
+}
+
+function receivedHeader(
+  session: SMTPServerSession,
+  hostname: string,
+  queueId: string,
+  date: Date,
+  accepted: AcceptedRecipient[],
+): string {
+  const helo = session.hostNameAppearsAs || 'unknown'
+  const protocol = session.secure ? 'ESMTPS' : 'ESMTP'
+  const tlsInfo = session.secure && session.tlsOptions ? ` (${session.tlsOptions.version} ${session.tlsOptions.name})` : ''
+  const forClause = accepted.length === 1 && accepted[0] ? `\r\n\tfor <${accepted[0].address}>` : ''
+  return (
+    `Received: from ${helo} ([${session.remoteAddress}])\r\n` +
+    `\tby ${hostname} (Moat) with ${protocol}${tlsInfo} id ${queueId}${forClause};\r\n` +
+    `\t${rfc5322Date(date)}\r\n`
+  )
+}
+
+/** `Fri, 27 Nov 2026 08:00:00 +0000` */
+export function rfc5322Date(date: Date): string {
+  return date.toUTCString().replace(/GMT$/, '+0000')
+}
+
+const HEADER_LIMIT = 64 * 1024
+
+/**
+ * Passes the message through unchanged after a prepended header, and keeps the header block
+ * (up to 64 KiB) to read the Subject and Message-ID from.
+ */
+class HeaderCapture extends Transform {
+  private head: Buffer[] = []
+  private headBytes = 0
+  private done = false
+
+  constructor(private readonly prefix: string) {
+    super()
+    this.push(Buffer.from(prefix))
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (!this.done) {
+      this.head.push(chunk)
+      this.headBytes += chunk.length
+      const joined = Buffer.concat(this.head)
+      if (joined.indexOf('\r\n\r\n') >= 0 || joined.indexOf('\n\n') >= 0 || this.headBytes >= HEADER_LIMIT) {
+        this.done = true
+      }
+    }
+    callback(null, chunk)
+  }
+
+  parsed(): { subject: string | null; messageId: string | null } {
+    const raw = Buffer.concat(this.head).subarray(0, HEADER_LIMIT).toString('utf8')
+    const end = raw.search(/\r?\n\r?\n/)
+    const block = (end >= 0 ? raw.slice(0, end) : raw).replace(/\r?\n[ \t]+/g, ' ')
+    const field = (name: string): string | null => {
+      const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(block)
+      return m?.[1] ? m[1].trim().slice(0, 998) : null
+    }
+    return { subject: field('Subject'), messageId: field('Message-ID') }
+  }
+}
