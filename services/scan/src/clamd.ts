@@ -29,7 +29,6 @@ export class ClamdScanner implements VirusScanner {
       .init({
         removeInfected: false,
         quarantineInfected: false,
-        scanLog: null,
         debugMode: false,
         preference: 'clamdscan',
         clamscan: { active: false },

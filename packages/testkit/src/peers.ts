@@ -1,0 +1,302 @@
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import dns2 from 'dns2'
+import { SMTPServer } from 'smtp-server'
+
+/** A free TCP port on loopback (bound, then released). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+export async function tempDir(prefix = 'moat-test-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix))
+}
+
+/** The EICAR anti-virus test string (68 bytes). Not a virus; every scanner detects it by convention. */
+export const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+/** The name of the signature in the test database that `startClamd` writes. */
+export const EICAR_SIGNATURE = 'Moat.Test.EICAR'
+
+export interface Clamd {
+  url: string
+  port: number
+  stop(): Promise<void>
+}
+
+export const CLAMD_BINARY = ['/usr/sbin/clamd', '/usr/bin/clamd'].find((p) => existsSync(p))
+
+/**
+ * Starts a real clamd on a loopback port with a one-signature database that detects EICAR
+ * (written here, so no signature download is needed). Resolves once clamd answers PING.
+ */
+export async function startClamd(): Promise<Clamd> {
+  if (!CLAMD_BINARY) throw new Error('clamd is not installed (Debian package clamav-daemon)')
+  const dir = await tempDir('moat-clamd-')
+  await fs.mkdir(path.join(dir, 'db'))
+  await fs.writeFile(
+    path.join(dir, 'db', 'moat-test.ndb'),
+    `${EICAR_SIGNATURE}:0:*:${Buffer.from(EICAR).toString('hex')}\n`,
+  )
+  const port = await freePort()
+  await fs.writeFile(
+    path.join(dir, 'clamd.conf'),
+    [
+      `TCPSocket ${port}`,
+      'TCPAddr 127.0.0.1',
+      `DatabaseDirectory ${path.join(dir, 'db')}`,
+      'Foreground yes',
+      `LogFile ${path.join(dir, 'clamd.log')}`,
+      'StreamMaxLength 100M',
+      'MaxThreads 4',
+      '',
+    ].join('\n'),
+  )
+  const child = spawn(CLAMD_BINARY, ['-c', path.join(dir, 'clamd.conf')], { stdio: 'ignore' })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const deadline = Date.now() + 60_000
+  while (!(await clamdPing(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      const log = await fs.readFile(path.join(dir, 'clamd.log'), 'utf8').catch(() => '')
+      child.kill('SIGKILL')
+      throw new Error(`clamd did not start:\n${log.slice(-2000)}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    url: `tcp://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      child.kill('SIGTERM')
+      await exited
+      await fs.rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function clamdPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let reply = ''
+    socket.setTimeout(1000)
+    socket.on('connect', () => socket.write('zPING\0'))
+    socket.on('data', (d) => {
+      reply += d.toString()
+    })
+    socket.on('end', () => resolve(reply.startsWith('PONG')))
+    socket.on('error', () => resolve(false))
+    socket.on('timeout', () => {
+      socket.destroy()
+      resolve(false)
+    })
+  })
+}
+
+export interface ReceivedMail {
+  from: string
+  to: string[]
+  raw: Buffer
+  secure: boolean
+}
+
+export interface SmtpSink {
+  port: number
+  messages: ReceivedMail[]
+  /** reply for RCPT TO of an address; return undefined to accept */
+  rcptReply?: (address: string) => { code: number; message: string } | undefined
+  /** Resolves once `count` messages have arrived. */
+  waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>
+  stop(): Promise<void>
+}
+
+/**
+ * A real SMTP server on loopback standing for a customer's mail server: it stores what it
+ * receives and can refuse recipients on demand. Pass a port to come back up on the same port.
+ */
+export async function startSmtpSink(options: { port?: number } = {}): Promise<SmtpSink> {
+  const waiters: (() => void)[] = []
+  const sink: SmtpSink = {
+    port: 0,
+    messages: [],
+    waitFor(count, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (sink.messages.length >= count) {
+            clearTimeout(timer)
+            resolve(sink.messages)
+            return true
+          }
+          return false
+        }
+        const timer = setTimeout(
+          () => reject(new Error(`expected ${count} messages at the sink, got ${sink.messages.length}`)),
+          timeoutMs,
+        )
+        if (!check()) waiters.push(() => void check())
+      })
+    },
+    stop: async () => {},
+  }
+  const server = new SMTPServer({
+    authOptional: true,
+    logger: false,
+    disableReverseLookup: true,
+    onRcptTo(address, _session, callback) {
+      const refusal = sink.rcptReply?.(address.address)
+      if (refusal) {
+        const err = Object.assign(new Error(refusal.message), { responseCode: refusal.code })
+        callback(err)
+        return
+      }
+      callback()
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = []
+      stream.on('data', (c: Buffer) => chunks.push(c))
+      stream.on('end', () => {
+        sink.messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          raw: Buffer.concat(chunks),
+          secure: session.secure,
+        })
+        for (const w of waiters.splice(0)) w()
+        callback(null, 'sink accepted')
+      })
+    },
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject)
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
+  })
+  sink.port = (server.server.address() as net.AddressInfo).port
+  sink.stop = () => new Promise<void>((resolve) => server.close(() => resolve()))
+  return sink
+}
+
+export interface DnsZone {
+  txt?: string[]
+  mx?: { exchange: string; priority: number }[]
+}
+
+export interface TestDnsServer {
+  /** `ip:port`, as MOAT_DNS_SERVERS takes it */
+  address: string
+  zones: Map<string, DnsZone>
+  stop(): Promise<void>
+}
+
+/** An authoritative DNS server on loopback (UDP) answering TXT and MX from `zones`. */
+export async function startDnsServer(): Promise<TestDnsServer> {
+  const zones = new Map<string, DnsZone>()
+  const { Packet } = dns2
+  const server = dns2.createServer({
+    udp: true,
+    handle: (request, send) => {
+      const response = Packet.createResponseFromRequest(request)
+      const question = request.questions[0]
+      const name = (question?.name ?? '').toLowerCase().replace(/\.$/, '')
+      const zone = zones.get(name)
+      if (!zone) {
+        response.header.rcode = Packet.RCODE.NXDOMAIN
+      } else if (question?.type === Packet.TYPE.TXT) {
+        for (const data of zone.txt ?? []) {
+          response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data })
+        }
+      } else if (question?.type === Packet.TYPE.MX) {
+        for (const mx of zone.mx ?? []) {
+          response.answers.push({
+            name,
+            type: Packet.TYPE.MX,
+            class: Packet.CLASS.IN,
+            ttl: 60,
+            exchange: mx.exchange,
+            priority: mx.priority,
+          })
+        }
+      }
+      send(response)
+    },
+  })
+  const port = await freePort()
+  await server.listen({ udp: { port, address: '127.0.0.1' } })
+  return {
+    address: `127.0.0.1:${port}`,
+    zones,
+    async stop() {
+      await server.close()
+    },
+  }
+}
+
+/** One raw SMTP reply: the code and the full text of its last line. */
+export interface Reply {
+  code: number
+  text: string
+}
+
+/**
+ * A raw SMTP client for exact replies: `send` writes one command and resolves with its reply.
+ * Used where a full client (nodemailer) would hide the server's words.
+ */
+export async function rawSmtp(port: number, host = '127.0.0.1') {
+  const socket = net.connect(port, host)
+  let buffer = ''
+  const pending: ((r: Reply) => void)[] = []
+  const replies: Reply[] = []
+  socket.on('data', (d) => {
+    buffer += d.toString('utf8')
+    for (;;) {
+      const m = /^(\d{3})([ -])(.*)\r\n/.exec(buffer)
+      if (!m) break
+      buffer = buffer.slice(m[0].length)
+      if (m[2] === '-') continue
+      const reply = { code: Number(m[1]), text: `${m[1]} ${m[3]}` }
+      const next = pending.shift()
+      if (next) next(reply)
+      else replies.push(reply)
+    }
+  })
+  const read = (): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      const queued = replies.shift()
+      if (queued) {
+        resolve(queued)
+        return
+      }
+      const timer = setTimeout(() => reject(new Error('no SMTP reply within 30s')), 30_000)
+      pending.push((r) => {
+        clearTimeout(timer)
+        resolve(r)
+      })
+    })
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve())
+    socket.once('error', reject)
+  })
+  const greeting = await read()
+  return {
+    greeting,
+    send(line: string): Promise<Reply> {
+      socket.write(`${line}\r\n`)
+      return read()
+    },
+    /** Sends a message body after DATA (dot-stuffed here) and returns the final reply. */
+    data(body: string | Buffer): Promise<Reply> {
+      const text = Buffer.isBuffer(body) ? body.toString('latin1') : body
+      const stuffed = text.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..')
+      socket.write(Buffer.from(`${stuffed}${stuffed.endsWith('\r\n') ? '' : '\r\n'}.\r\n`, 'latin1'))
+      return read()
+    },
+    close() {
+      socket.destroy()
+    },
+  }
+}

@@ -1,0 +1,1 @@
+export { objectStore, SERVICES, type ServiceName, type Stack, startStack } from './stack'

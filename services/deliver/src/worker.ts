@@ -1,0 +1,173 @@
+import type { ObjectStore } from '@moat/blobstore'
+import type { Config } from '@moat/config'
+import { listRoutes, orderDestinations, recordEvent } from '@moat/core'
+import { type Db, type Executor, deliveryAttempts, domains, messages, recipients } from '@moat/db'
+import type { Logger } from '@moat/log'
+import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
+import { and, eq, inArray } from 'drizzle-orm'
+import type { SendOutcome, SmtpClient } from './smtp-client'
+
+export interface DeliverJob {
+  messageId: string
+  domainId: string
+}
+
+export interface DeliverDeps {
+  config: Config
+  db: Db
+  store: ObjectStore
+  smtp: SmtpClient
+  deliverQueue: Queue<DeliverJob>
+  log: Logger
+}
+
+export function startDeliverWorker(deps: DeliverDeps): Consumer {
+  return consume(deps.deliverQueue, {
+    concurrency: deps.config.deliver.concurrency,
+    visibilityTimeout: deps.config.deliver.visibilitySeconds,
+    log: deps.log,
+    handle: (job) => deliverOne(deps, job),
+  })
+}
+
+/** Seconds until the next try after `attempts` failed tries: doubling from the first delay, capped. */
+export function backoffSeconds(attempts: number, first: number, max: number): number {
+  return Math.min(max, first * 2 ** Math.max(0, attempts - 1))
+}
+
+interface AttemptRecord {
+  host: string
+  port: number
+  recipients: string[]
+  outcome: 'delivered' | 'deferred' | 'failed'
+  code: number | null
+  reply: string
+  durationMs: number
+}
+
+/**
+ * Delivers one message to the customer's servers for one of its recipient domains: destinations
+ * in priority order (random among equals), the next one on a temporary failure. What is still
+ * undelivered afterwards is deferred with back-off, until the give-up age marks it failed.
+ */
+export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>): Promise<void> {
+  const { db, config, log } = deps
+  const { messageId, domainId } = job.body
+  const jobLog = log.child({ messageId, jobId: job.id })
+  const [message] = await db.select().from(messages).where(eq(messages.id, messageId))
+  const pending = message
+    ? await db
+        .select()
+        .from(recipients)
+        .where(
+          and(
+            eq(recipients.messageId, messageId),
+            eq(recipients.domainId, domainId),
+            inArray(recipients.status, ['pending', 'deferred']),
+          ),
+        )
+    : []
+  if (!message || !pending.length || message.status === 'quarantined') {
+    await deps.deliverQueue.delete(job.receipt)
+    return
+  }
+
+  const [domain] = await db.select().from(domains).where(eq(domains.id, domainId))
+  const routes = orderDestinations(await listRoutes(db, domainId))
+  const attempts: AttemptRecord[] = []
+  const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
+  let left = pending.map((r) => r.address)
+
+  for (const route of routes) {
+    if (!left.length) break
+    const started = Date.now()
+    let result: SendOutcome
+    try {
+      const raw = await deps.store.stream(message.objectKey)
+      result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
+    } catch (err) {
+      result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
+      result.refused = left.map((address) => ({ address, code: null, reply: result.reply, permanent: false }))
+    }
+    for (const address of result.accepted) outcome.set(address, { status: 'delivered', reply: result.reply })
+    for (const r of result.refused) {
+      outcome.set(r.address, { status: r.permanent ? 'failed' : 'deferred', reply: `${r.reply}` })
+    }
+    const permanent = result.refused.filter((r) => r.permanent).map((r) => r.address)
+    attempts.push({
+      host: route.host,
+      port: route.port,
+      recipients: left,
+      outcome: result.accepted.length ? 'delivered' : permanent.length === left.length ? 'failed' : 'deferred',
+      code: result.code,
+      reply: result.reply,
+      durationMs: Date.now() - started,
+    })
+    // temporary refusals are tried at the next destination; permanent ones are final
+    left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
+  }
+
+  const noRoute = routes.length === 0
+  const ageSeconds = (Date.now() - message.receivedAt.getTime()) / 1000
+  const expired = ageSeconds >= config.deliver.giveUpSeconds
+  const tries = Math.max(...pending.map((r) => r.attempts)) + 1
+  const delay = Math.max(
+    1,
+    Math.min(
+      backoffSeconds(tries, config.deliver.retryFirstSeconds, config.deliver.retryMaxSeconds),
+      Math.ceil(config.deliver.giveUpSeconds - ageSeconds),
+    ),
+  )
+  const noRouteReply = `no destination server is configured for ${domain?.name ?? domainId}`
+
+  await db.transaction(async (tx) => {
+    for (const a of attempts) {
+      await tx.insert(deliveryAttempts).values({ messageId, tenantId: message.tenantId, ...a })
+    }
+    for (const r of pending) {
+      const o = outcome.get(r.address) ?? { status: 'deferred' as const, reply: noRouteReply }
+      const status = o.status === 'deferred' && expired ? 'failed' : o.status
+      const reply = o.status === 'deferred' && expired ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}` : o.reply
+      await tx
+        .update(recipients)
+        .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
+        .where(eq(recipients.id, r.id))
+    }
+    const delivered = pending.filter((r) => outcome.get(r.address)?.status === 'delivered').map((r) => r.address)
+    const failed = pending.filter((r) => outcome.get(r.address)?.status === 'failed').map((r) => r.address)
+    const deferred = pending.map((r) => r.address).filter((a) => !delivered.includes(a) && !failed.includes(a))
+    if (delivered.length) await recordEvent(tx, message, 'delivered', { recipients: delivered, reply: outcome.get(delivered[0] ?? '')?.reply })
+    if (failed.length) {
+      await recordEvent(tx, message, 'failed', { recipients: failed, reply: outcome.get(failed[0] ?? '')?.reply })
+    }
+    if (deferred.length && expired) {
+      await recordEvent(tx, message, 'expired', { recipients: deferred, ageSeconds: Math.round(ageSeconds) })
+    } else if (deferred.length) {
+      const reason = noRoute ? noRouteReply : (outcome.get(deferred[0] ?? '')?.reply ?? 'temporary failure')
+      await recordEvent(tx, message, 'deferred', {
+        recipients: deferred,
+        reason,
+        attempt: tries,
+        retryInSeconds: delay,
+        nextAttemptAt: new Date(Date.now() + delay * 1000).toISOString(),
+      })
+      await deps.deliverQueue.send({ messageId, domainId }, { tx, delaySeconds: delay })
+    }
+    await updateMessageStatus(tx, messageId)
+    await deps.deliverQueue.delete(job.receipt, { tx })
+  })
+  jobLog.info({ attempts: attempts.length, tries, expired }, 'delivery pass done')
+}
+
+/** The message's status, summed up from its recipients. */
+async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
+  const rows = await tx.select({ status: recipients.status }).from(recipients).where(eq(recipients.messageId, messageId))
+  const statuses = new Set(rows.map((r) => r.status))
+  let status: string
+  if (statuses.has('pending') || statuses.has('deferred')) status = 'deferred'
+  else if (statuses.size === 1 && statuses.has('delivered')) status = 'delivered'
+  else if (statuses.size === 1 && statuses.has('failed')) status = 'failed'
+  else if (statuses.has('delivered')) status = 'partially_delivered'
+  else status = [...statuses][0] ?? 'failed'
+  await tx.update(messages).set({ status, updatedAt: new Date() }).where(eq(messages.id, messageId))
+}
