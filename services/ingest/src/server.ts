@@ -58,6 +58,8 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
     maxClients: config.smtp.maxClients,
     disabledCommands: ['AUTH'],
     authOptional: true,
+    // RFC 2034 enhanced status codes on every reply (smtp-server leaves them off by default)
+    hideENHANCEDSTATUSCODES: false,
     disableReverseLookup: true,
     logger: false,
 
