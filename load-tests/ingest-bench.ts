@@ -16,7 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { type Clamd, type Harness, type ReceivedMail, type SmtpSink, startClamd, startHarness, startSmtpSink } from '@moat/testkit'
+import { type Clamd, type Harness, type ReceivedMail, type SmtpSink, startClamd, startHarness, startSmtpSink } from './testkit'
 import { fmt, type LoadOptions, type LoadResult, now, runLoad, type Summary, summarize } from './smtp-load'
 
 const HERE = import.meta.dirname
