@@ -10,14 +10,22 @@
  * created on that server and dropped afterwards). Results go to load-tests/results/ingest-<db>.md.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { type Clamd, type Harness, type ReceivedMail, type SmtpSink, startClamd, startHarness, startSmtpSink } from './testkit'
 import { fmt, type LoadOptions, type LoadResult, now, runLoad, type Summary, summarize } from './smtp-load'
+import {
+  type Clamd,
+  type Harness,
+  type ReceivedMail,
+  type SmtpSink,
+  startClamd,
+  startHarness,
+  startSmtpSink,
+} from './testkit'
 
 const HERE = import.meta.dirname
 const ROOT = path.resolve(HERE, '..')
@@ -39,12 +47,16 @@ const { values: args } = parseArgs({
   },
 })
 
-function int(name: string, min: number): number {
-  const v = args[name as keyof typeof args]
+function int(name: keyof typeof args, min: number): number {
+  const v = args[name]
   const n = Number(v)
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected a whole number >= ${min}, got ${String(v)}`)
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`--${name}: expected a whole number >= ${min}, got ${String(v)}`)
   return n
 }
+
+// ---------------------------------------------------------------------------------------------
+// arrivals at the customer's server
 
 /** Arrival times at the customer's server, by X-Bench-Id (more than one = duplicate delivery). */
 const arrivals = new Map<string, number[]>()
@@ -78,9 +90,16 @@ async function waitUntil(what: string, done: () => boolean, timeoutMs: number): 
   return true
 }
 
-/** Runs the load generator in a child process, so that it does not compete for Moat's event loop. */
-async function loadInChildProcess(options: LoadOptions): Promise<LoadResult> {
+// ---------------------------------------------------------------------------------------------
+// the load generator in a child process
+
+/**
+ * Runs the load generator in a child process, so that it does not compete for Moat's event loop.
+ * `onReady` runs once the child has loaded (TypeScript compiled) and before it opens a connection.
+ */
+async function loadInChildProcess(options: LoadOptions, onReady: () => void): Promise<LoadResult> {
   const jsonFile = path.join(os.tmpdir(), `moat-bench-${process.pid}-${Date.now()}.json`)
+  const timeoutMs = options.timeoutMs ?? 300_000
   const child = spawn(
     process.execPath,
     [
@@ -90,13 +109,28 @@ async function loadInChildProcess(options: LoadOptions): Promise<LoadResult> {
       ...['--host', options.host, '--port', String(options.port), '--count', String(options.count)],
       ...['--concurrency', String(options.concurrency), '--size', String(options.size)],
       ...['--to', options.to, '--from', options.from, '--id-prefix', options.idPrefix ?? 'run'],
-      ...['--timeout', String(Math.ceil((options.timeoutMs ?? 300_000) / 1000)), '--json', jsonFile],
+      ...['--timeout', String(Math.ceil(timeoutMs / 1000)), '--json', jsonFile, '--go-on-stdin'],
     ],
-    { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
+    { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
   )
-  const limit = (options.timeoutMs ?? 300_000) + 60_000
+  let ready = false
+  let early = ''
+  child.stdin.on('error', () => {})
+  child.stdout.on('data', (d: Buffer) => {
+    if (ready) {
+      process.stderr.write(d) // the generator's own summary; the report goes to stdout
+      return
+    }
+    early += d.toString()
+    const at = early.indexOf('ready\n')
+    if (at < 0) return
+    ready = true
+    onReady()
+    child.stdin.write('go\n')
+    process.stderr.write(early.slice(at + 6))
+  })
   const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), limit)
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs + 120_000)
     child.once('exit', (c) => {
       clearTimeout(timer)
       resolve(c)
@@ -111,6 +145,86 @@ async function loadInChildProcess(options: LoadOptions): Promise<LoadResult> {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// where the CPU went
+
+const CLOCK_TICKS = 100 // USER_HZ; `getconf CLK_TCK` is 100 on Linux x86-64 and arm64
+
+/** CPU seconds (user + system) of each process, by pid, with its name and parent. */
+function processTimes(): Map<number, { comm: string; ppid: number; seconds: number }> {
+  const out = new Map<number, { comm: string; ppid: number; seconds: number }>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const close = stat.lastIndexOf(')')
+      const comm = stat.slice(stat.indexOf('(') + 1, close)
+      const f = stat.slice(close + 2).split(' ') // f[0] is field 3 (state)
+      out.set(Number(entry), {
+        comm,
+        ppid: Number(f[1]),
+        seconds: (Number(f[11]) + Number(f[12])) / CLOCK_TICKS,
+      })
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
+/** Busy and total jiffies of the whole machine, from /proc/stat. */
+function machineTimes(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+  const f = line.trim().split(/\s+/).slice(1).map(Number)
+  const idle = (f[3] ?? 0) + (f[4] ?? 0)
+  const total = f.reduce((a, b) => a + b, 0)
+  return { busy: total - idle, total }
+}
+
+interface Usage {
+  windowSeconds: number
+  moatCpuSeconds: number
+  clamdCpuSeconds: number
+  postgresCpuSeconds: number
+  machineBusy: number
+  eventLoopUtilization: number
+  loopDelay: { p50: number; p99: number; max: number }
+}
+
+/** Starts measuring resource use; the returned function stops and reports. */
+function measure(): () => Usage {
+  const start = now()
+  const elu = performance.eventLoopUtilization()
+  const cpu = process.cpuUsage()
+  const machine = machineTimes()
+  const before = processTimes()
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  delay.enable()
+  return () => {
+    delay.disable()
+    const after = processTimes()
+    const m = machineTimes()
+    const used = (pick: (p: { comm: string; ppid: number }) => boolean): number => {
+      let sum = 0
+      for (const [pid, p] of after) if (pick(p)) sum += p.seconds - (before.get(pid)?.seconds ?? 0)
+      return sum
+    }
+    const c = process.cpuUsage(cpu)
+    return {
+      windowSeconds: (now() - start) / 1000,
+      moatCpuSeconds: (c.user + c.system) / 1e6,
+      clamdCpuSeconds: used((p) => p.comm === 'clamd' && p.ppid === process.pid),
+      postgresCpuSeconds: used((p) => p.comm === 'postgres'),
+      machineBusy: (m.busy - machine.busy) / Math.max(1, m.total - machine.total),
+      eventLoopUtilization: performance.eventLoopUtilization(elu).utilization,
+      loopDelay: { p50: delay.percentile(50) / 1e6, p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 },
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the report
+
 function sh(cmd: string, argv: string[]): string {
   try {
     return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
@@ -124,31 +238,35 @@ function machineInfo(): Record<string, string> {
   const meminfo = readFileSync('/proc/meminfo', 'utf8')
   const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0)
   const commit = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])
-  const dirty = sh('git', ['-C', ROOT, 'status', '--porcelain', '--', 'packages', 'services', 'migrations'])
+  const dirty = sh('git', [
+    '-C',
+    ROOT,
+    'status',
+    '--porcelain',
+    '--untracked-files=no',
+    '--',
+    'packages',
+    'services',
+    'migrations',
+  ])
+  const dirtyFiles = dirty && dirty !== 'n/a' ? dirty.split('\n').map((l) => l.slice(3)) : []
   return {
     date: new Date().toISOString(),
     nproc: sh('nproc', []),
-    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
+    'CPU model': /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
     memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
     clamd: sh('/usr/sbin/clamd', ['--version']),
-    'moat commit': `${commit}${dirty && dirty !== 'n/a' ? ' (with uncommitted changes in packages/services)' : ''}`,
+    'Moat commit': `${commit}${dirtyFiles.length ? ` + uncommitted changes in ${dirtyFiles.join(', ')}` : ''}`,
   }
 }
 
-/** Busy and total jiffies of the whole machine, from /proc/stat. */
-function cpuTimes(): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
-  const f = line.trim().split(/\s+/).slice(1).map(Number)
-  const idle = (f[3] ?? 0) + (f[4] ?? 0)
-  const total = f.reduce((a, b) => a + b, 0)
-  return { busy: total - idle, total }
+function ms(s: Summary): string {
+  return `p50 ${fmt(s.p50)} · p95 ${fmt(s.p95)} · p99 ${fmt(s.p99)} · max ${fmt(s.max)} · mean ${fmt(s.mean)}`
 }
 
-function ms(s: Summary): string {
-  return `p50 ${fmt(s.p50)} · p95 ${fmt(s.p95)} · p99 ${fmt(s.p99)} · max ${fmt(s.max)}`
-}
+// ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   if (args.help) {
@@ -163,6 +281,8 @@ async function main(): Promise<void> {
   const deliverConcurrency = int('deliver-concurrency', 1)
   const drainTimeoutMs = int('drain-timeout', 1) * 1000
   if (args.loadgen !== 'process' && args.loadgen !== 'inline') throw new Error('--loadgen: process or inline')
+  const command =
+    `${process.env.DATABASE_URL ? `DATABASE_URL=${process.env.DATABASE_URL} ` : ''}npx tsx load-tests/ingest-bench.ts ${process.argv.slice(2).join(' ')}`.trim()
 
   let clamd: Clamd | undefined
   let sink: SmtpSink | undefined
@@ -179,21 +299,29 @@ async function main(): Promise<void> {
         MOAT_DELIVER_CONCURRENCY: String(deliverConcurrency),
       },
     })
-    await h.customer({ tenant: 'bench', domain: TO_DOMAIN, destinations: [`127.0.0.1:${sink.port}:10`] })
-    const dbKind = h.database.kind
-    const sql = h.stack.database.sql
-    let dbInfo = 'PGlite (embedded, in-memory, served on loopback in this process)'
+    const harness = h
+    await harness.customer({
+      tenant: 'bench',
+      domain: TO_DOMAIN,
+      destinations: [`127.0.0.1:${sink.port}:10`],
+    })
+    const dbKind = harness.database.kind
+    const sql = harness.stack.database.sql
+    let dbInfo = 'PGlite (embedded, in-memory, served over the wire protocol on loopback by this process)'
     if (dbKind === 'postgres') {
       const [v] = await sql<{ version: string }[]>`select version()`
       const [sc] = await sql<{ synchronous_commit: string }[]>`show synchronous_commit`
       const [fsync] = await sql<{ fsync: string }[]>`show fsync`
-      dbInfo = `${v?.version.split(' on ')[0]} at ${new URL(process.env.DATABASE_URL ?? '').host} (fsync=${fsync?.fsync}, synchronous_commit=${sc?.synchronous_commit})`
+      const host = new URL(process.env.DATABASE_URL ?? 'postgres://unknown').host
+      dbInfo = `${v?.version.split(' on ')[0]} at ${host}, fresh database per run (fsync=${fsync?.fsync}, synchronous_commit=${sc?.synchronous_commit})`
     }
-    console.error(`moat ingest on 127.0.0.1:${h.smtpPort}, database ${dbKind}, sink on 127.0.0.1:${sink.port}`)
+    console.error(
+      `moat ingest on 127.0.0.1:${harness.smtpPort}, database ${dbKind}, customer sink on 127.0.0.1:${sink.port}`,
+    )
 
     const base = {
       host: '127.0.0.1',
-      port: h.smtpPort,
+      port: harness.smtpPort,
       size,
       to: `bench@${TO_DOMAIN}`,
       from: 'loadgen@sender.test',
@@ -202,28 +330,30 @@ async function main(): Promise<void> {
 
     // warm-up: JIT, connection pools, clamd; not measured
     if (warmup > 0) {
-      const w = await runLoad({ ...base, count: warmup, concurrency: Math.min(concurrency, warmup), idPrefix: 'warmup' })
+      const w = await runLoad({
+        ...base,
+        count: warmup,
+        concurrency: Math.min(concurrency, warmup),
+        idPrefix: 'warmup',
+      })
       await waitUntil('the warm-up messages at the sink', () => arrivals.size >= w.accepted, 60_000)
-      console.error(`warm-up: ${w.accepted}/${warmup} accepted and delivered`)
+      console.error(`warm-up: ${w.accepted}/${warmup} accepted, ${arrivals.size} delivered`)
     }
     arrivals.clear()
 
-    // measured run
-    const elu0 = performance.eventLoopUtilization()
-    const cpu0 = process.cpuUsage()
-    const sys0 = cpuTimes()
-    const loopDelay = monitorEventLoopDelay({ resolution: 10 })
-    loopDelay.enable()
+    // queue backlog, sampled once a second (one cheap query per queue)
     const backlog = { scan: 0, deliver: 0 }
     let sampling = true
     const sampler = (async () => {
-      // queue depth once a second, bounded by the drain timeout
       const stopAt = Date.now() + drainTimeoutMs + 600_000
       while (sampling && Date.now() < stopAt) {
         try {
-          const [s, d] = await Promise.all([h?.stack.scanQueue.depth(), h?.stack.deliverQueue.depth()])
-          backlog.scan = Math.max(backlog.scan, (s?.visible ?? 0) + (s?.inFlight ?? 0))
-          backlog.deliver = Math.max(backlog.deliver, (d?.visible ?? 0) + (d?.inFlight ?? 0))
+          const [s, d] = await Promise.all([
+            harness.stack.scanQueue.depth(),
+            harness.stack.deliverQueue.depth(),
+          ])
+          backlog.scan = Math.max(backlog.scan, s.visible + s.inFlight)
+          backlog.deliver = Math.max(backlog.deliver, d.visible + d.inFlight)
         } catch {
           // the database is closing
         }
@@ -231,27 +361,35 @@ async function main(): Promise<void> {
       }
     })()
 
+    // the measured run
+    let stopMeasuring: (() => Usage) | undefined
     const runOptions: LoadOptions = { ...base, count, concurrency, idPrefix: 'run' }
-    const load = args.loadgen === 'inline' ? await runLoad(runOptions) : await loadInChildProcess(runOptions)
-    const acceptedIds = load.records.filter((r) => r.ok)
+    const startMeasuring = () => {
+      stopMeasuring = measure()
+    }
+    let load: LoadResult
+    if (args.loadgen === 'inline') {
+      startMeasuring()
+      load = await runLoad(runOptions)
+    } else {
+      load = await loadInChildProcess(runOptions, startMeasuring)
+    }
+    const accepted = load.records.filter((r) => r.ok)
     const drained = await waitUntil(
       'every accepted message at the customer sink',
-      () => acceptedIds.every((r) => arrivals.has(r.id)),
+      () => accepted.every((r) => arrivals.has(r.id)),
       drainTimeoutMs,
     )
     const drainEnd = now()
+    const usage = (stopMeasuring ?? measure())()
     sampling = false
     await sampler
-    loopDelay.disable()
-    const elu = performance.eventLoopUtilization(elu0)
-    const cpu = process.cpuUsage(cpu0)
-    const sys1 = cpuTimes()
 
     // end to end: from the end of DATA to the arrival at the customer's server
     const e2e: number[] = []
     let duplicates = 0
     let lastArrival = 0
-    for (const r of acceptedIds) {
+    for (const r of accepted) {
       const at = arrivals.get(r.id)
       if (!at || r.dataEndAt === null) continue
       e2e.push((at[0] as number) - r.dataEndAt)
@@ -259,25 +397,25 @@ async function main(): Promise<void> {
       lastArrival = Math.max(lastArrival, ...at)
     }
     const delivered = e2e.length
-    const missing = acceptedIds.length - delivered
+    const missing = accepted.length - delivered
     const strays = [...arrivals.keys()].filter((id) => !id.startsWith('run-')).length
     const e2eSummary = summarize(e2e)
     const drainSeconds = ((lastArrival || drainEnd) - load.startedAt) / 1000
     const statuses = await sql<{ status: string; n: number }[]>`
       select status, count(*)::int as n from messages group by status order by status`
-    const dead = (await h.stack.scanQueue.depth()).dead + (await h.stack.deliverQueue.depth()).dead
+    const dead =
+      (await harness.stack.scanQueue.depth()).dead + (await harness.stack.deliverQueue.depth()).dead
 
     const info = machineInfo()
-    const command = `${process.env.DATABASE_URL ? `DATABASE_URL=${process.env.DATABASE_URL} ` : ''}npx tsx load-tests/ingest-bench.ts ${process.argv.slice(2).join(' ')}`.trim()
-    const cpuSeconds = (cpu.user + cpu.system) / 1e6
-    const windowSeconds = (drainEnd - load.startedAt) / 1000
-    const machineBusy = (sys1.busy - sys0.busy) / Math.max(1, sys1.total - sys0.total)
-    const errorLines = Object.entries(load.errorKinds).map(([k, n]) => `  - ${n} × \`${k}\``)
+    const pct = (seconds: number) => `${fmt((seconds / usage.windowSeconds) * 100, 0)} %`
+    const perMsg = (seconds: number) => `${fmt((seconds * 1000) / Math.max(1, delivered), 2)} ms/msg`
+    const loadgenSeconds = load.cpuMs / 1000
+    const errorLines = Object.entries(load.errorKinds).map(([k, n]) => `- ${n} × \`${k}\``)
 
     const md = [
       `# Moat ingest benchmark — ${dbKind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}`,
       '',
-      `Latest run: ${info.date}. Generated by \`load-tests/ingest-bench.ts\`; see \`load-tests/README.md\` for what each figure means.`,
+      `Latest run: ${info.date}. Written by \`load-tests/ingest-bench.ts\`; \`load-tests/README.md\` explains each figure.`,
       '',
       '## Summary',
       '',
@@ -292,29 +430,42 @@ async function main(): Promise<void> {
       `| ingest: accepted (250) / sent | ${load.accepted} / ${count} (${load.errors} not accepted) |`,
       `| ingest: time to accept all | ${fmt(load.elapsedMs / 1000, 2)} s |`,
       `| ingest: acceptance rate | **${fmt(load.messagesPerSecond)} messages/s** |`,
-      `| ingest: DATA end → 250, ms | ${ms(load.latency)} · mean ${fmt(load.latency.mean)} |`,
+      `| ingest: DATA end → 250, ms | ${ms(load.latency)} |`,
       `| end to end: delivered to the sink | ${delivered} of ${load.accepted} accepted (${missing} missing, ${duplicates} duplicates, ${strays} strays) |`,
-      `| end to end: DATA end → arrival at the sink, ms | ${ms(e2eSummary)} · mean ${fmt(e2eSummary.mean)} |`,
+      `| end to end: DATA end → arrival at the sink, ms | ${ms(e2eSummary)} |`,
       `| end to end: drain time (first connection → last arrival) | ${fmt(drainSeconds, 2)} s${drained ? '' : ' (drain timeout hit)'} |`,
       `| end to end: throughput | **${fmt(delivered / drainSeconds)} messages/s** |`,
       `| end to end: tail after the last 250 | ${fmt(((lastArrival || drainEnd) - load.finishedAt) / 1000, 2)} s |`,
       `| max queue backlog (visible + in flight, sampled 1/s) | scan ${backlog.scan} · deliver ${backlog.deliver} |`,
-      `| message status in the database | ${statuses.map((s) => `${s.status} ${s.n}`).join(' · ')} (incl. ${warmup} warm-up) · dead jobs ${dead} |`,
-      `| Moat process CPU (stack + database${dbKind === 'pglite' ? ' (PGlite)' : ''} + sink) | ${fmt(cpuSeconds, 2)} s over ${fmt(windowSeconds, 2)} s = ${fmt((cpuSeconds / windowSeconds) * 100, 0)} % of one core · ${fmt((cpuSeconds * 1000) / Math.max(1, delivered), 2)} ms per message |`,
-      `| Moat main thread event-loop utilisation | ${fmt(elu.utilization * 100, 0)} % · loop delay p50 ${fmt(loopDelay.percentile(50) / 1e6)} ms, p99 ${fmt(loopDelay.percentile(99) / 1e6)} ms, max ${fmt(loopDelay.max / 1e6)} ms |`,
-      `| whole machine CPU busy | ${fmt(machineBusy * 100, 0)} % of ${info.nproc} CPUs |`,
-      ...(errorLines.length ? ['', 'Errors:', '', ...errorLines] : []),
+      `| messages in the database by status | ${statuses.map((s) => `${s.status} ${s.n}`).join(' · ')} (incl. ${warmup} warm-up) · dead jobs ${dead} |`,
+      '',
+      `## CPU over the measured window (${fmt(usage.windowSeconds, 2)} s)`,
+      '',
+      '| process | CPU s | of one core | per delivered message |',
+      '|---|---:|---:|---:|',
+      `| Moat (ingest + scan + deliver${dbKind === 'pglite' ? ' + PGlite' : ''} + customer sink, one Node process) | ${fmt(usage.moatCpuSeconds, 2)} | ${pct(usage.moatCpuSeconds)} | ${perMsg(usage.moatCpuSeconds)} |`,
+      `| clamd | ${fmt(usage.clamdCpuSeconds, 2)} | ${pct(usage.clamdCpuSeconds)} | ${perMsg(usage.clamdCpuSeconds)} |`,
+      ...(dbKind === 'postgres'
+        ? [
+            `| PostgreSQL (all postgres processes) | ${fmt(usage.postgresCpuSeconds, 2)} | ${pct(usage.postgresCpuSeconds)} | ${perMsg(usage.postgresCpuSeconds)} |`,
+          ]
+        : []),
+      `| load generator (during its run, ${fmt(load.elapsedMs / 1000, 2)} s) | ${fmt(loadgenSeconds, 2)} | ${fmt((loadgenSeconds / (load.elapsedMs / 1000)) * 100, 0)} % | ${perMsg(loadgenSeconds)} |`,
+      `| whole machine, busy | | ${fmt(usage.machineBusy * 100, 0)} % of ${info.nproc} CPUs | |`,
+      '',
+      `Moat main thread: event-loop utilisation ${fmt(usage.eventLoopUtilization * 100, 0)} %, event-loop delay p50 ${fmt(usage.loopDelay.p50)} ms, p99 ${fmt(usage.loopDelay.p99)} ms, max ${fmt(usage.loopDelay.max)} ms.`,
+      ...(errorLines.length ? ['', '## Errors', '', ...errorLines] : []),
       '',
       '## Set-up',
       '',
       '| | |',
       '|---|---|',
-      `| command | \`${command}\` |`,
+      `| command | \`${command}\` (from the repository root) |`,
       `| database | ${dbInfo} |`,
-      `| stack | ingest + scan + deliver in one process via \`startHarness\`; MOAT_SCAN_CONCURRENCY=${scanConcurrency}, MOAT_DELIVER_CONCURRENCY=${deliverConcurrency}, MOAT_QUEUE_POLL_MS=${h.config.queue.pollMs}, MOAT_LOG_LEVEL=warn |`,
-      `| virus scan | real clamd (\`startClamd\`, one-signature database, MaxThreads 4) over TCP |`,
-      `| customer server | \`startSmtpSink\` (nodemailer smtp-server) in the Moat process, one route 127.0.0.1:${sink.port} |`,
-      `| load generator | \`load-tests/smtp-load.ts\` ${args.loadgen === 'inline' ? 'in the Moat process' : 'in a child process'}: ${load.options.concurrency} persistent connections, no pipelining, ${load.connectionsOpened} connections opened, ${warmup} warm-up messages first (not counted) |`,
+      `| stack | ingest + scan + deliver in one process via \`startHarness\`; MOAT_SCAN_CONCURRENCY=${scanConcurrency}, MOAT_DELIVER_CONCURRENCY=${deliverConcurrency}, MOAT_QUEUE_POLL_MS=${harness.config.queue.pollMs}, MOAT_LOG_LEVEL=warn, objects under a temporary directory (fsync on) |`,
+      '| virus scan | real clamd (`startClamd`: one-signature database, MaxThreads 4) over loopback TCP |',
+      `| customer server | \`startSmtpSink\` (nodemailer smtp-server) in the Moat process; the domain has one route, 127.0.0.1:${sink.port} |`,
+      `| load generator | \`load-tests/smtp-load.ts\` ${args.loadgen === 'inline' ? 'in the Moat process' : 'in a child process'}: ${load.options.concurrency} persistent connections (${load.connectionsOpened} opened), no pipelining, one recipient per message; ${warmup} warm-up messages first, not counted |`,
       '',
       '## Machine',
       '',

@@ -85,6 +85,8 @@ export interface LoadResult {
   /** error text (reply code or failure) → how many */
   errorKinds: Record<string, number>
   connectionsOpened: number
+  /** CPU time (user + system) this process spent during the run, ms */
+  cpuMs: number
   /** accepted messages per second over the whole run */
   messagesPerSecond: number
   /** acceptance latency of accepted messages, ms */
@@ -296,7 +298,16 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
     while (next < count && Date.now() < deadline) {
       const index = next++
       const id = `${options.idPrefix}-${index}`
-      const record: MessageRecord = { id, index, connection, dataEndAt: null, latencyMs: null, code: null, ok: false, reply: '' }
+      const record: MessageRecord = {
+        id,
+        index,
+        connection,
+        dataEndAt: null,
+        latencyMs: null,
+        code: null,
+        ok: false,
+        reply: '',
+      }
       records.push(record)
       try {
         if (conn && options.perConnection > 0 && onThisConnection >= options.perConnection) {
@@ -346,9 +357,11 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
     conn?.close()
   }
 
+  const cpuBefore = process.cpuUsage()
   const startedAt = now()
   await Promise.all(Array.from({ length: concurrency }, (_, i) => worker(i)))
   const finishedAt = now()
+  const cpu = process.cpuUsage(cpuBefore)
   records.sort((a, b) => a.index - b.index)
 
   const errorKinds: Record<string, number> = {}
@@ -371,6 +384,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
     errors: count - accepted.length,
     errorKinds,
     connectionsOpened,
+    cpuMs: (cpu.user + cpu.system) / 1000,
     messagesPerSecond: accepted.length / (elapsedMs / 1000),
     latency: summarize(accepted.map((r) => r.latencyMs as number)),
     records,
@@ -408,6 +422,7 @@ async function main(): Promise<void> {
       timeout: { type: 'string', default: '300' },
       'id-prefix': { type: 'string' },
       json: { type: 'string' },
+      'go-on-stdin': { type: 'boolean', default: false },
       'allow-remote': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -415,17 +430,31 @@ async function main(): Promise<void> {
   if (values.help) {
     console.log(
       'usage: tsx load-tests/smtp-load.ts --port N [--host 127.0.0.1] [--count 2000] [--concurrency 20] [--size 4096]\n' +
-        '       [--to addr] [--from addr] [--per-connection 0] [--timeout 300] [--id-prefix p] [--json out.json] [--allow-remote]',
+        '       [--to addr] [--from addr] [--per-connection 0] [--timeout 300] [--id-prefix p] [--json out.json]\n' +
+        '       [--go-on-stdin] [--allow-remote]',
     )
     return
   }
   const int = (name: string, v: string | undefined, min: number): number => {
     const n = Number(v)
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected a whole number >= ${min}, got ${v}`)
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name}: expected a whole number >= ${min}, got ${v}`)
     return n
   }
   if (!LOOPBACK.test(values.host) && !values['allow-remote']) {
     throw new Error(`--host ${values.host} is not loopback; pass --allow-remote to load a remote server`)
+  }
+  if (values['go-on-stdin']) {
+    // for a parent that wants to start measuring once this process is loaded: "ready", then wait for a line
+    process.stdout.write('ready\n')
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 60_000)
+      process.stdin.once('data', () => {
+        clearTimeout(timer)
+        process.stdin.pause()
+        resolve()
+      })
+    })
   }
   const result = await runLoad({
     host: values.host,

@@ -38,7 +38,11 @@ export interface Harness {
   database: { url: string; kind: 'pglite' | 'postgres'; close(): Promise<void> }
   dataDir: string
   smtpPort: number
-  customer(input: { tenant: string; domain: string; destinations: string[] }): Promise<{ tenantId: string; domainId: string }>
+  customer(input: {
+    tenant: string
+    domain: string
+    destinations: string[]
+  }): Promise<{ tenantId: string; domainId: string }>
   close(): Promise<void>
 }
 

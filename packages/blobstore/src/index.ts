@@ -31,7 +31,12 @@ export class ObjectNotFoundError extends Error {
 
 /** Rejects keys that could escape the store's root or name a directory. */
 function checkKey(key: string): void {
-  if (!key || key.startsWith('/') || key.endsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+  if (
+    !key ||
+    key.startsWith('/') ||
+    key.endsWith('/') ||
+    key.split('/').some((p) => p === '' || p === '.' || p === '..')
+  ) {
     throw new Error(`invalid object key: ${JSON.stringify(key)}`)
   }
 }

@@ -19,20 +19,16 @@ const positiveInt = z.coerce
   .int('expected a whole number')
   .positive('expected a number above 0')
 
-const list = z
-  .string()
-  .transform((v) =>
-    v
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  )
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+)
 
-const clamd = z
-  .string()
-  .refine((v) => /^tcp:\/\/[^:/]+:\d+$/.test(v) || v.startsWith('/'), {
-    message: 'expected tcp://host:port or an absolute path to the clamd socket',
-  })
+const clamd = z.string().refine((v) => v === 'auto' || /^tcp:\/\/[^:/]+:\d+$/.test(v) || v.startsWith('/'), {
+  message: 'expected auto, tcp://host:port or an absolute path to the clamd socket',
+})
 
 /** Every environment variable Moat reads, with its default. The README's configuration table mirrors this. */
 const schema = z.object({
@@ -50,7 +46,7 @@ const schema = z.object({
   MOAT_MAX_RECIPIENTS: positiveInt.default(100),
   MOAT_SMTP_MAX_CLIENTS: positiveInt.default(500),
 
-  MOAT_CLAMD: clamd.default('tcp://127.0.0.1:3310'),
+  MOAT_CLAMD: clamd.default('auto'),
   MOAT_VIRUS_SCAN: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
   MOAT_CLAMD_TIMEOUT_SECONDS: positiveInt.default(60),
   MOAT_SCAN_CONCURRENCY: positiveInt.default(4),
@@ -87,7 +83,8 @@ export type Config = {
     maxClients: number
   }
   scan: {
-    clamd: { host: string; port: number } | { socket: string }
+    /** `auto`: clamd on 127.0.0.1:3310 if one answers, or else a local clamd that Moat starts itself */
+    clamd: { host: string; port: number } | { socket: string } | 'auto'
     virusScan: boolean
     clamdTimeoutMs: number
     concurrency: number
@@ -153,7 +150,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxClients: e.MOAT_SMTP_MAX_CLIENTS,
     },
     scan: {
-      clamd: clamdUrl ? { host: clamdUrl.hostname, port: Number(clamdUrl.port) } : { socket: e.MOAT_CLAMD },
+      clamd:
+        e.MOAT_CLAMD === 'auto'
+          ? 'auto'
+          : clamdUrl
+            ? { host: clamdUrl.hostname, port: Number(clamdUrl.port) }
+            : { socket: e.MOAT_CLAMD },
       virusScan: e.MOAT_VIRUS_SCAN === 'on',
       clamdTimeoutMs: e.MOAT_CLAMD_TIMEOUT_SECONDS * 1000,
       concurrency: e.MOAT_SCAN_CONCURRENCY,

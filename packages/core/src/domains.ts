@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { type Executor, auditLog, domains, newId, tenants } from '@moat/db'
+import { auditLog, domains, type Executor, newId, tenants } from '@moat/db'
 import { and, eq, inArray, isNotNull, ne } from 'drizzle-orm'
 import type { DnsResolver } from './dns'
 import { MoatError } from './errors'
@@ -33,7 +33,11 @@ export async function addDomain(
 ): Promise<Domain> {
   const name = normalizeDomain(input.name)
   if (!DOMAIN.test(name)) {
-    throw new MoatError('invalid', `invalid domain name ${JSON.stringify(input.name)}`, 'give a name like example.com')
+    throw new MoatError(
+      'invalid',
+      `invalid domain name ${JSON.stringify(input.name)}`,
+      'give a name like example.com',
+    )
   }
   return db.transaction(async (tx) => {
     const tenant = await findTenant(tx, input.tenant)
@@ -47,7 +51,11 @@ export async function addDomain(
       .from(domains)
       .where(and(eq(domains.name, name), isNotNull(domains.verifiedAt)))
     if (taken.length) {
-      throw new MoatError('conflict', `${name} is already verified by another customer`, 'contact support if it is yours')
+      throw new MoatError(
+        'conflict',
+        `${name} is already verified by another customer`,
+        'contact support if it is yours',
+      )
     }
     const [domain] = await tx
       .insert(domains)
@@ -96,10 +104,16 @@ export async function verifyDomain(
     .innerJoin(tenants, eq(tenants.id, domains.tenantId))
     .where(eq(domains.name, name))
   const scoped = input.tenant
-    ? candidates.filter((c) => c.tenantName === input.tenant?.toLowerCase() || c.domain.tenantId === input.tenant)
+    ? candidates.filter(
+        (c) => c.tenantName === input.tenant?.toLowerCase() || c.domain.tenantId === input.tenant,
+      )
     : candidates
   if (!scoped.length) {
-    throw new MoatError('not_found', `${name} has not been added`, 'add it first with: moat domain add TENANT DOMAIN')
+    throw new MoatError(
+      'not_found',
+      `${name} has not been added`,
+      'add it first with: moat domain add TENANT DOMAIN',
+    )
   }
   const owner = scoped.find((c) => c.domain.verifiedAt)
   if (input.force && scoped.length > 1 && !owner) {
@@ -124,7 +138,8 @@ export async function verifyDomain(
   }
 
   const verified = Boolean(winner)
-  const byOperator = !owner && verified && !txt.values.includes(`${VERIFICATION_PREFIX}${target.domain.verificationToken}`)
+  const byOperator =
+    !owner && verified && !txt.values.includes(`${VERIFICATION_PREFIX}${target.domain.verificationToken}`)
   const now = new Date()
   const updated = await db.transaction(async (tx) => {
     if (verified && !target.domain.verifiedAt) {
@@ -142,7 +157,9 @@ export async function verifyDomain(
         verifiedBy: verified ? (target.domain.verifiedBy ?? (byOperator ? 'operator' : 'dns')) : null,
         mxPointsAtMoat: mx.pointsAtMoat,
         lastCheckAt: now,
-        lastCheckResult: reason ?? (mx.pointsAtMoat ? 'verified; MX points at Moat' : 'verified; MX does not point at Moat yet'),
+        lastCheckResult:
+          reason ??
+          (mx.pointsAtMoat ? 'verified; MX points at Moat' : 'verified; MX does not point at Moat yet'),
       })
       .where(eq(domains.id, target.domain.id))
       .returning()
@@ -236,7 +253,10 @@ export async function findAcceptingDomain(
   return row
 }
 
-export async function listDomains(db: Executor, tenant?: string): Promise<(Domain & { tenantName: string })[]> {
+export async function listDomains(
+  db: Executor,
+  tenant?: string,
+): Promise<(Domain & { tenantName: string })[]> {
   const rows = await db
     .select({ domain: domains, tenantName: tenants.name })
     .from(domains)
@@ -256,7 +276,15 @@ export async function findDomain(db: Executor, name: string): Promise<Domain> {
   if (verified) return verified
   if (rows.length === 1 && rows[0]) return rows[0]
   if (rows.length > 1) {
-    throw new MoatError('conflict', `${normalized} is pending for several tenants`, `verify it first: moat domain verify ${normalized}`)
+    throw new MoatError(
+      'conflict',
+      `${normalized} is pending for several tenants`,
+      `verify it first: moat domain verify ${normalized}`,
+    )
   }
-  throw new MoatError('not_found', `${normalized} has not been added`, 'add it with: moat domain add TENANT DOMAIN')
+  throw new MoatError(
+    'not_found',
+    `${normalized} has not been added`,
+    'add it with: moat domain add TENANT DOMAIN',
+  )
 }

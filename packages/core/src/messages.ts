@@ -1,7 +1,7 @@
 import {
-  type Executor,
   deliveryAttempts,
   domains,
+  type Executor,
   messageEvents,
   messages,
   recipients,
@@ -34,7 +34,10 @@ export interface MessageFilter {
 }
 
 /** Newest first. */
-export async function listMessages(db: Executor, filter: MessageFilter = {}): Promise<(Message & { tenantName: string })[]> {
+export async function listMessages(
+  db: Executor,
+  filter: MessageFilter = {},
+): Promise<(Message & { tenantName: string })[]> {
   const conditions = []
   if (filter.tenantId) conditions.push(eq(messages.tenantId, filter.tenantId))
   if (filter.status) conditions.push(eq(messages.status, filter.status))
@@ -74,14 +77,28 @@ export async function showMessage(db: Executor, id: string, tenantId?: string): 
     .select({ message: messages, tenantName: tenants.name })
     .from(messages)
     .innerJoin(tenants, eq(tenants.id, messages.tenantId))
-    .where(and(or(eq(messages.id, id), eq(messages.queueId, id)), tenantId ? eq(messages.tenantId, tenantId) : undefined))
+    .where(
+      and(
+        or(eq(messages.id, id), eq(messages.queueId, id)),
+        tenantId ? eq(messages.tenantId, tenantId) : undefined,
+      ),
+    )
     .orderBy(asc(messages.id))
-  if (!found.length) throw new MoatError('not_found', `no message ${id}`, 'list recent ones with: moat messages')
+  if (!found.length)
+    throw new MoatError('not_found', `no message ${id}`, 'list recent ones with: moat messages')
   return Promise.all(
     found.map(async ({ message, tenantName }) => ({
       message: { ...message, tenantName },
-      recipients: await db.select().from(recipients).where(eq(recipients.messageId, message.id)).orderBy(asc(recipients.id)),
-      events: await db.select().from(messageEvents).where(eq(messageEvents.messageId, message.id)).orderBy(asc(messageEvents.id)),
+      recipients: await db
+        .select()
+        .from(recipients)
+        .where(eq(recipients.messageId, message.id))
+        .orderBy(asc(recipients.id)),
+      events: await db
+        .select()
+        .from(messageEvents)
+        .where(eq(messageEvents.messageId, message.id))
+        .orderBy(asc(messageEvents.id)),
       attempts: await db
         .select()
         .from(deliveryAttempts)

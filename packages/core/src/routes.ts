@@ -1,4 +1,4 @@
-import { type Executor, auditLog, newId, routes } from '@moat/db'
+import { auditLog, type Executor, newId, routes } from '@moat/db'
 import { asc, eq } from 'drizzle-orm'
 import { findDomain } from './domains'
 import { MoatError } from './errors'
@@ -19,7 +19,11 @@ export function parseDestination(spec: string): Destination {
   const m = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})(?::(\d{1,5}))?$/i.exec(spec.trim())
   const port = Number(m?.[2])
   if (!m?.[1] || port < 1 || port > 65535) {
-    throw new MoatError('invalid', `invalid destination ${JSON.stringify(spec)}`, 'write HOST:PORT or HOST:PORT:PRIORITY, e.g. mail.example.com:25:10')
+    throw new MoatError(
+      'invalid',
+      `invalid destination ${JSON.stringify(spec)}`,
+      'write HOST:PORT or HOST:PORT:PRIORITY, e.g. mail.example.com:25:10',
+    )
   }
   return { host: m[1].replace(/^\[|\]$/g, ''), port, priority: m[3] === undefined ? 10 : Number(m[3]) }
 }

@@ -1,4 +1,4 @@
-import { type Executor, auditLog, newId, tenants } from '@moat/db'
+import { auditLog, type Executor, newId, tenants } from '@moat/db'
 import { eq, or } from 'drizzle-orm'
 import { MoatError } from './errors'
 

@@ -1,4 +1,4 @@
-import { openSync, closeSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
@@ -37,7 +37,8 @@ export async function openDatabase(options: {
   role?: 'server' | 'cli'
   maxConnections?: number
 }): Promise<Database> {
-  if (options.databaseUrl) return connect(options.databaseUrl, options.maxConnections ?? 10, false, async () => {})
+  if (options.databaseUrl)
+    return connect(options.databaseUrl, options.maxConnections ?? 10, false, async () => {})
   const embedded = await openEmbedded(options.dataDir, options.role ?? 'cli')
   return connect(embedded.url, options.maxConnections ?? 4, embedded.owner, embedded.close)
 }
@@ -104,7 +105,9 @@ async function openEmbedded(
       return { url: `postgres://postgres@127.0.0.1:${owner.port}/postgres`, owner: false, async close() {} }
     }
     if (Date.now() > deadline) {
-      throw new Error(`the embedded database in ${dataDir} is held by process ${owner?.pid ?? '?'}; stop it and retry`)
+      throw new Error(
+        `the embedded database in ${dataDir} is held by process ${owner?.pid ?? '?'}; stop it and retry`,
+      )
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }

@@ -65,12 +65,16 @@ export async function startEmbeddedPostgres(options: {
           if (!release) release = await acquire()
           if (parsesUnnamed) unnamedParsed = true
           if (executes) unnamedParsed = false
+          const replies: Buffer[] = []
           try {
             await db.execProtocolRawStream(new Uint8Array(unit), {
               onRawData: (data) => {
+                if (parsesUnnamed) replies.push(Buffer.from(data))
                 if (!socket.destroyed) socket.write(Buffer.from(data))
               },
             })
+            // a Parse that failed leaves nothing to execute: the client gives up on the query
+            if (parsesUnnamed && hasErrorResponse(Buffer.concat(replies))) unnamedParsed = false
           } finally {
             if (!db.isInTransaction() && !unnamedParsed) {
               const r = release
@@ -184,12 +188,23 @@ function renameStatements(message: Buffer, prefix: string, named: Set<string>): 
   } else if (type === 0x42 /* B: Bind(portal, statement, ...) */) {
     const [portal, afterPortal] = cstring(5)
     const [statement, rest] = cstring(afterPortal)
-    parts = [rename(portal, false), Buffer.from([0]), rename(statement, true), Buffer.from([0]), message.subarray(rest)]
+    parts = [
+      rename(portal, false),
+      Buffer.from([0]),
+      rename(statement, true),
+      Buffer.from([0]),
+      message.subarray(rest),
+    ]
   } else if (type === 0x44 /* D: Describe */ || type === 0x43 /* C: Close */) {
     const kind = message[5]
     const [name, rest] = cstring(6)
     if (type === 0x43 && kind === 0x53 && name.length) named.delete(`${prefix}${name.toString('utf8')}`)
-    parts = [Buffer.from([kind ?? 0]), type === 0x43 ? renameOnly(name, prefix) : rename(name, kind === 0x53), Buffer.from([0]), message.subarray(rest)]
+    parts = [
+      Buffer.from([kind ?? 0]),
+      type === 0x43 ? renameOnly(name, prefix) : rename(name, kind === 0x53),
+      Buffer.from([0]),
+      message.subarray(rest),
+    ]
   } else {
     return message
   }
@@ -198,6 +213,13 @@ function renameStatements(message: Buffer, prefix: string, named: Set<string>): 
   header[0] = type
   header.writeInt32BE(body.length + 4, 1)
   return Buffer.concat([header, body])
+}
+
+function hasErrorResponse(replies: Buffer): boolean {
+  for (let at = 0; at + 5 <= replies.length; at += 1 + replies.readInt32BE(at + 1)) {
+    if (replies[at] === 0x45 /* E: ErrorResponse */) return true
+  }
+  return false
 }
 
 function renameOnly(name: Buffer, prefix: string): Buffer {

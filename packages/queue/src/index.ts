@@ -153,7 +153,11 @@ export class PostgresQueue<T> implements Queue<T> {
     return rows.length > 0
   }
 
-  async changeVisibility(receipt: string, seconds: number, options: { tx?: Executor } = {}): Promise<boolean> {
+  async changeVisibility(
+    receipt: string,
+    seconds: number,
+    options: { tx?: Executor } = {},
+  ): Promise<boolean> {
     const rows = await (options.tx ?? this.db)
       .update(queueJobs)
       .set({ visibleAt: sql`now() + make_interval(secs => ${Math.max(0, seconds)})` })
@@ -164,14 +168,24 @@ export class PostgresQueue<T> implements Queue<T> {
   }
 
   async depth(): Promise<{ visible: number; delayed: number; inFlight: number; dead: number }> {
-    const [row] = await this.db.execute<{ visible: number; delayed: number; in_flight: number; dead: number }>(sql`
+    const [row] = await this.db.execute<{
+      visible: number
+      delayed: number
+      in_flight: number
+      dead: number
+    }>(sql`
       select
         count(*) filter (where queue = ${this.name} and visible_at <= now())::int as visible,
         count(*) filter (where queue = ${this.name} and visible_at > now() and receipt is null)::int as delayed,
         count(*) filter (where queue = ${this.name} and visible_at > now() and receipt is not null)::int as in_flight,
         count(*) filter (where queue = ${this.deadLetterName})::int as dead
       from queue_jobs where queue in (${this.name}, ${this.deadLetterName})`)
-    return { visible: row?.visible ?? 0, delayed: row?.delayed ?? 0, inFlight: row?.in_flight ?? 0, dead: row?.dead ?? 0 }
+    return {
+      visible: row?.visible ?? 0,
+      delayed: row?.delayed ?? 0,
+      inFlight: row?.in_flight ?? 0,
+      dead: row?.dead ?? 0,
+    }
   }
 }
 

@@ -26,7 +26,11 @@ export interface Harness {
   /** the ingest SMTP port */
   smtpPort: number
   /** Creates a tenant with a domain verified through the test DNS server and routed to `destinations`. */
-  customer(input: { tenant: string; domain: string; destinations: string[] }): Promise<{ tenantId: string; domainId: string }>
+  customer(input: {
+    tenant: string
+    domain: string
+    destinations: string[]
+  }): Promise<{ tenantId: string; domainId: string }>
   close(): Promise<void>
 }
 
@@ -77,10 +81,18 @@ export async function startHarness(
         txt: [`${VERIFICATION_PREFIX}${domain.verificationToken}`],
         mx: config.mxHosts.map((exchange, i) => ({ exchange, priority: 10 * (i + 1) })),
       })
-      const result = await verifyDomain(db, resolver, { name: domain.name, mxHosts: config.mxHosts, actor: 'test' })
+      const result = await verifyDomain(db, resolver, {
+        name: domain.name,
+        mxHosts: config.mxHosts,
+        actor: 'test',
+      })
       if (!result.verified) throw new Error(`test domain not verified: ${result.reason}`)
       if (input.destinations.length) {
-        await setRoutes(db, { domain: domain.name, destinations: input.destinations.map(parseDestination), actor: 'test' })
+        await setRoutes(db, {
+          domain: domain.name,
+          destinations: input.destinations.map(parseDestination),
+          actor: 'test',
+        })
       }
       return { tenantId: tenant.id, domainId: domain.id }
     },

@@ -1,3 +1,5 @@
+import './provided'
+
 export * from './database'
 export * from './harness'
 export * from './peers'

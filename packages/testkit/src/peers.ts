@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { startLocalClamd } from '@moat/scan'
 import dns2 from 'dns2'
 import { SMTPServer } from 'smtp-server'
 
@@ -18,85 +17,6 @@ export async function freePort(): Promise<number> {
 
 export async function tempDir(prefix = 'moat-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix))
-}
-
-/** The EICAR anti-virus test string (68 bytes). Not a virus; every scanner detects it by convention. */
-export const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
-/** The name of the signature in the test database that `startClamd` writes. */
-export const EICAR_SIGNATURE = 'Moat.Test.EICAR'
-
-export interface Clamd {
-  url: string
-  port: number
-  stop(): Promise<void>
-}
-
-export const CLAMD_BINARY = ['/usr/sbin/clamd', '/usr/bin/clamd'].find((p) => existsSync(p))
-
-/**
- * Starts a real clamd on a loopback port with a one-signature database that detects EICAR
- * (written here, so no signature download is needed). Resolves once clamd answers PING.
- */
-export async function startClamd(): Promise<Clamd> {
-  if (!CLAMD_BINARY) throw new Error('clamd is not installed (Debian package clamav-daemon)')
-  const dir = await tempDir('moat-clamd-')
-  await fs.mkdir(path.join(dir, 'db'))
-  await fs.writeFile(
-    path.join(dir, 'db', 'moat-test.ndb'),
-    `${EICAR_SIGNATURE}:0:*:${Buffer.from(EICAR).toString('hex')}\n`,
-  )
-  const port = await freePort()
-  await fs.writeFile(
-    path.join(dir, 'clamd.conf'),
-    [
-      `TCPSocket ${port}`,
-      'TCPAddr 127.0.0.1',
-      `DatabaseDirectory ${path.join(dir, 'db')}`,
-      'Foreground yes',
-      `LogFile ${path.join(dir, 'clamd.log')}`,
-      'StreamMaxLength 100M',
-      'MaxThreads 4',
-      '',
-    ].join('\n'),
-  )
-  const child = spawn(CLAMD_BINARY, ['-c', path.join(dir, 'clamd.conf')], { stdio: 'ignore' })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const deadline = Date.now() + 60_000
-  while (!(await clamdPing(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      const log = await fs.readFile(path.join(dir, 'clamd.log'), 'utf8').catch(() => '')
-      child.kill('SIGKILL')
-      throw new Error(`clamd did not start:\n${log.slice(-2000)}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return {
-    url: `tcp://127.0.0.1:${port}`,
-    port,
-    async stop() {
-      child.kill('SIGTERM')
-      await exited
-      await fs.rm(dir, { recursive: true, force: true })
-    },
-  }
-}
-
-function clamdPing(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    let reply = ''
-    socket.setTimeout(1000)
-    socket.on('connect', () => socket.write('zPING\0'))
-    socket.on('data', (d) => {
-      reply += d.toString()
-    })
-    socket.on('end', () => resolve(reply.startsWith('PONG')))
-    socket.on('error', () => resolve(false))
-    socket.on('timeout', () => {
-      socket.destroy()
-      resolve(false)
-    })
-  })
 }
 
 export interface ReceivedMail {
@@ -197,6 +117,9 @@ export interface TestDnsServer {
 export async function startDnsServer(): Promise<TestDnsServer> {
   const zones = new Map<string, DnsZone>()
   const { Packet } = dns2
+  // dns2's bundled typings lag its code: RCODE exists, and answers are plain objects
+  const NXDOMAIN = 3
+  type Answer = (typeof Packet.prototype.answers)[number]
   const server = dns2.createServer({
     udp: true,
     handle: (request, send) => {
@@ -205,10 +128,16 @@ export async function startDnsServer(): Promise<TestDnsServer> {
       const name = (question?.name ?? '').toLowerCase().replace(/\.$/, '')
       const zone = zones.get(name)
       if (!zone) {
-        response.header.rcode = Packet.RCODE.NXDOMAIN
+        response.header.rcode = NXDOMAIN
       } else if (question?.type === Packet.TYPE.TXT) {
         for (const data of zone.txt ?? []) {
-          response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data })
+          response.answers.push({
+            name,
+            type: Packet.TYPE.TXT,
+            class: Packet.CLASS.IN,
+            ttl: 60,
+            data,
+          } as unknown as Answer)
         }
       } else if (question?.type === Packet.TYPE.MX) {
         for (const mx of zone.mx ?? []) {
@@ -219,7 +148,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
             ttl: 60,
             exchange: mx.exchange,
             priority: mx.priority,
-          })
+          } as unknown as Answer)
         }
       }
       send(response)
@@ -297,6 +226,36 @@ export async function rawSmtp(port: number, host = '127.0.0.1') {
     },
     close() {
       socket.destroy()
+    },
+  }
+}
+
+export { CLAMD_BINARY, EICAR, EICAR_SIGNATURE } from '@moat/scan'
+
+export interface Clamd {
+  url: string
+  port: number
+  stop(): Promise<void>
+}
+
+/**
+ * A real clamd on a free loopback port with a one-signature database that detects EICAR
+ * (written here, so no signature download is needed).
+ */
+export async function startClamd(): Promise<Clamd> {
+  const dir = await tempDir('moat-clamd-')
+  const clamd = await startLocalClamd({
+    dir,
+    port: await freePort(),
+    signatures: 'test',
+    startTimeoutMs: 60_000,
+  })
+  return {
+    url: clamd.url,
+    port: clamd.port,
+    async stop() {
+      await clamd.stop()
+      await fs.rm(dir, { recursive: true, force: true })
     },
   }
 }

@@ -55,7 +55,12 @@ program
     new Option('--only <services>', `comma-separated subset of ${SERVICES.join(',')}`).argParser((v) => {
       const names = v.split(',').map((s) => s.trim())
       const bad = names.filter((n) => !SERVICES.includes(n as ServiceName))
-      if (bad.length) throw new MoatError('invalid', `unknown service ${bad.join(', ')}`, `choose from ${SERVICES.join(', ')}`)
+      if (bad.length)
+        throw new MoatError(
+          'invalid',
+          `unknown service ${bad.join(', ')}`,
+          `choose from ${SERVICES.join(', ')}`,
+        )
       return names as ServiceName[]
     }),
   )
@@ -89,7 +94,11 @@ program
   .description('apply database migrations')
   .action(async () => {
     await withDb(async (database) => {
-      out.print(json(), { migrated: true, database: database.url.replace(/:[^:@/]*@/, ':***@') }, () => 'migrations applied')
+      out.print(
+        json(),
+        { migrated: true, database: database.url.replace(/:[^:@/]*@/, ':***@') },
+        () => 'migrations applied',
+      )
     })
   })
 
@@ -100,7 +109,11 @@ tenant
   .action(async (name: string) => {
     await withDb(async ({ db }) => {
       const t = await createTenant(db, { name, actor: ACTOR })
-      out.print(json(), t, () => `created tenant ${t.name} (${t.id})\nnext: moat domain add ${t.name} example.com`)
+      out.print(
+        json(),
+        t,
+        () => `created tenant ${t.name} (${t.id})\nnext: moat domain add ${t.name} example.com`,
+      )
     })
   })
 tenant
@@ -109,7 +122,9 @@ tenant
   .action(async () => {
     await withDb(async ({ db }) => {
       const rows = await listTenants(db)
-      out.print(json(), rows, () => out.table(rows.map((t) => ({ name: t.name, id: t.id, status: t.status }))))
+      out.print(json(), rows, () =>
+        out.table(rows.map((t) => ({ name: t.name, id: t.id, status: t.status }))),
+      )
     })
   })
 
@@ -169,8 +184,17 @@ route
   .description('set the destination servers, as HOST:PORT[:PRIORITY] (lower priority first)')
   .action(async (name: string, specs: string[]) => {
     await withDb(async ({ db }) => {
-      const rows = await setRoutes(db, { domain: name, destinations: specs.map(parseDestination), actor: ACTOR })
-      out.print(json(), rows, () => `routes for ${name}:\n${out.table(rows.map((r) => ({ priority: r.priority, host: r.host, port: r.port })))}`)
+      const rows = await setRoutes(db, {
+        domain: name,
+        destinations: specs.map(parseDestination),
+        actor: ACTOR,
+      })
+      out.print(
+        json(),
+        rows,
+        () =>
+          `routes for ${name}:\n${out.table(rows.map((r) => ({ priority: r.priority, host: r.host, port: r.port })))}`,
+      )
     })
   })
 route
@@ -221,7 +245,8 @@ export async function main(argv: string[]): Promise<void> {
       return
     }
     if (err instanceof MoatError) {
-      if (json()) console.log(JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint } }))
+      if (json())
+        console.log(JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint } }))
       else console.error(`error: ${err.message}${err.hint ? `\n  ${err.hint}` : ''}`)
       process.exitCode = 1
       return

@@ -12,23 +12,30 @@ export function table(rows: Record<string, unknown>[]): string {
   if (!rows.length) return '(none)'
   const first = rows[0] ?? {}
   const keys = Object.keys(first)
-  const cell = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? '-' : String(v))
+  const cell = (v: unknown) =>
+    v instanceof Date ? v.toISOString() : v === null || v === undefined ? '-' : String(v)
   const widths = keys.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)))
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
-  return [line(keys.map((k) => k.toUpperCase())), ...rows.map((r) => line(keys.map((k) => cell(r[k]))))].join('\n')
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd()
+  return [line(keys.map((k) => k.toUpperCase())), ...rows.map((r) => line(keys.map((k) => cell(r[k]))))].join(
+    '\n',
+  )
 }
 
 export function domainAdded(d: Domain, records: { txt: string; mx: string[] }): string {
   return [
     `added ${d.name} (${d.id}), pending verification`,
     '',
-    'Publish these records in the domain\'s DNS zone:',
+    "Publish these records in the domain's DNS zone:",
     '',
     `  ${records.txt}`,
     ...records.mx.map((r) => `  ${r}`),
     '',
     'The TXT record proves the domain is yours; mail is accepted once it is verified.',
-    'The MX records send the domain\'s mail through Moat (keep your own MX at a higher',
+    "The MX records send the domain's mail through Moat (keep your own MX at a higher",
     'preference number if Moat should be the backup MX only).',
     '',
     `then: moat domain verify ${d.name}`,
@@ -42,8 +49,10 @@ export function verification(r: VerificationResult, mxHosts: string[]): string {
       : `${r.domain.name}: NOT verified: ${r.reason}`,
   ]
   if (r.mx.error) lines.push(`MX: ${r.mx.error}; point it at ${mxHosts.join(', ')}`)
-  else if (r.mx.pointsAtMoat) lines.push(`MX: points at Moat (${r.mx.hosts.join(', ')}); status ${r.domain.status}`)
-  else lines.push(`MX: ${r.mx.hosts.join(', ') || 'none'}; does not point at Moat (${mxHosts.join(', ')}) yet`)
+  else if (r.mx.pointsAtMoat)
+    lines.push(`MX: points at Moat (${r.mx.hosts.join(', ')}); status ${r.domain.status}`)
+  else
+    lines.push(`MX: ${r.mx.hosts.join(', ') || 'none'}; does not point at Moat (${mxHosts.join(', ')}) yet`)
   if (r.verified) lines.push(`next: moat route set ${r.domain.name} mail.${r.domain.name}:25`)
   return lines.join('\n')
 }
@@ -76,7 +85,9 @@ export function trace(t: MessageTrace): string {
     `  scan:     ${m.virusScan ?? 'pending'}${m.virusName ? ` (${m.virusName})` : ''}`,
     '',
     'recipients:',
-    ...t.recipients.map((r) => `  ${r.address}  ${r.status}  attempts=${r.attempts}${r.lastReply ? `  ${r.lastReply}` : ''}`),
+    ...t.recipients.map(
+      (r) => `  ${r.address}  ${r.status}  attempts=${r.attempts}${r.lastReply ? `  ${r.lastReply}` : ''}`,
+    ),
     '',
     'history:',
     ...t.events.map((e) => `  ${time(e.at)}  ${e.kind.padEnd(14)} ${summarize(e.kind, e.detail)}`),
@@ -109,15 +120,19 @@ function summarize(kind: string, d: Record<string, unknown>): string {
 }
 
 export function startBanner(cfg: Config, stack: Stack): void {
-  const db = cfg.databaseUrl ? 'PostgreSQL at DATABASE_URL' : `embedded PGlite in ${cfg.dataDir}/pglite (served on ${stack.database.url})`
+  const db = cfg.databaseUrl
+    ? 'PostgreSQL at DATABASE_URL'
+    : `embedded PGlite in ${cfg.dataDir}/pglite (served on ${stack.database.url})`
   const lines = [
     '',
     `Moat is running: ${stack.running.join(', ')}`,
-    stack.ingest ? `  SMTP (inbound MX)   ${cfg.smtp.host}:${stack.ingest.port}  STARTTLS, max ${cfg.smtp.maxMessageBytes} bytes` : '',
+    stack.ingest
+      ? `  SMTP (inbound MX)   ${cfg.smtp.host}:${stack.ingest.port}  STARTTLS, max ${cfg.smtp.maxMessageBytes} bytes`
+      : '',
     `  database            ${db}`,
     `  messages stored in  ${cfg.dataDir}/objects`,
     stack.running.includes('scan')
-      ? `  virus scanning      ${cfg.scan.virusScan ? `clamd at ${'socket' in cfg.scan.clamd ? cfg.scan.clamd.socket : `${cfg.scan.clamd.host}:${cfg.scan.clamd.port}`}` : 'OFF'}`
+      ? `  virus scanning      ${cfg.scan.virusScan ? (stack.clamd ?? '?') : 'OFF (MOAT_VIRUS_SCAN=off): mail is delivered unscanned'}`
       : '',
     '',
     'Next, in another terminal:',

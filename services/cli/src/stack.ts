@@ -6,7 +6,15 @@ import { type DeliverJob, SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { type IngestServer, type ScanJob, startIngest } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Consumer, PostgresQueue } from '@moat/queue'
-import { ClamdScanner, startScanWorker, type VirusScanner } from '@moat/scan'
+import {
+  CLAMD_BINARY,
+  ClamdScanner,
+  clamdPing,
+  type LocalClamd,
+  startLocalClamd,
+  startScanWorker,
+  type VirusScanner,
+} from '@moat/scan'
 
 export const SERVICES = ['ingest', 'scan', 'deliver'] as const
 export type ServiceName = (typeof SERVICES)[number]
@@ -18,6 +26,8 @@ export interface Stack {
   deliverQueue: PostgresQueue<DeliverJob>
   ingest: IngestServer | undefined
   running: ServiceName[]
+  /** the clamd the scan worker uses, in words, for the start banner */
+  clamd: string | undefined
   /** Graceful stop: no new SMTP sessions, workers finish or release their jobs. */
   close(): Promise<void>
 }
@@ -36,7 +46,11 @@ export async function startStack(
 ): Promise<Stack> {
   const only = options.only ?? SERVICES
   const log = options.log
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, role: 'server' })
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    role: 'server',
+  })
   try {
     await runMigrations(database.url)
   } catch (err) {
@@ -52,22 +66,42 @@ export async function startStack(
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
   let smtp: SmtpClient | undefined
+  let localClamd: LocalClamd | undefined
+  let clamdInWords: string | undefined
   try {
     if (only.includes('scan')) {
-      const scanner = options.scanner ?? new ClamdScanner(config.scan.clamd, config.scan.clamdTimeoutMs)
+      let target = config.scan.clamd
+      if (target === 'auto' && config.scan.virusScan && !options.scanner) {
+        ;({ target, localClamd, words: clamdInWords } = await resolveClamd(config, log))
+      } else if (target !== 'auto') {
+        clamdInWords = 'socket' in target ? target.socket : `${target.host}:${target.port}`
+      }
+      const clamdTarget = target === 'auto' ? { host: '127.0.0.1', port: 3310 } : target
+      const scanner = options.scanner ?? new ClamdScanner(clamdTarget, config.scan.clamdTimeoutMs)
       consumers.push(
-        startScanWorker({ config, db, store, scanner, scanQueue, deliverQueue, log: log.child({ service: 'scan' }) }),
+        startScanWorker({
+          config,
+          db,
+          store,
+          scanner,
+          scanQueue,
+          deliverQueue,
+          log: log.child({ service: 'scan' }),
+        }),
       )
     }
     if (only.includes('deliver')) {
       smtp = new SmtpClient({ hostname: config.hostname, timeoutMs: config.deliver.timeoutMs })
-      consumers.push(startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }))
+      consumers.push(
+        startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }),
+      )
     }
     if (only.includes('ingest')) {
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
     }
   } catch (err) {
     await Promise.all(consumers.map((c) => c.stop(1000)))
+    await localClamd?.stop()
     await database.close()
     throw err
   }
@@ -79,11 +113,46 @@ export async function startStack(
     deliverQueue,
     ingest,
     running: [...only],
+    clamd: clamdInWords,
     async close() {
       await ingest?.close()
       await Promise.all(consumers.map((c) => c.stop(30_000)))
       smtp?.close()
+      await localClamd?.stop()
       await database.close()
     },
+  }
+}
+
+/**
+ * `MOAT_CLAMD=auto`: a clamd already answering on 127.0.0.1:3310, or else one Moat starts itself
+ * under the data directory (with the system's signatures, or the EICAR-only test database when
+ * freshclam has fetched none). Without clamd installed, mail waits in the scan queue.
+ */
+async function resolveClamd(
+  config: Config,
+  log: Logger,
+): Promise<{ target: { host: string; port: number }; localClamd?: LocalClamd; words: string }> {
+  const standard = { host: '127.0.0.1', port: 3310 }
+  if (await clamdPing(standard.port, standard.host))
+    return { target: standard, words: 'clamd at 127.0.0.1:3310' }
+  if (!CLAMD_BINARY) {
+    log.warn(
+      'clamd is not installed and none answers on 127.0.0.1:3310: mail waits in the scan queue until one does',
+    )
+    return { target: standard, words: 'NONE: install clamav-daemon or set MOAT_CLAMD; mail waits until then' }
+  }
+  const port = 3310 + 1 + (Number.parseInt(String(config.smtp.port), 10) % 1000)
+  log.info({ port }, 'starting a local clamd (MOAT_CLAMD=auto)')
+  const localClamd = await startLocalClamd({ dir: path.join(config.dataDir, 'clamd'), port })
+  if (localClamd.signatures === 'test') {
+    log.warn(
+      'no ClamAV signatures in /var/lib/clamav (run freshclam): the local clamd detects only the EICAR test file',
+    )
+  }
+  return {
+    target: { host: '127.0.0.1', port },
+    localClamd,
+    words: `local clamd at 127.0.0.1:${port} (${localClamd.signatures === 'system' ? 'system signatures' : 'EICAR test signature only: run freshclam'})`,
   }
 }

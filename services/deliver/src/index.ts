@@ -1,2 +1,2 @@
-export { SmtpClient, type Destination, type SendOutcome } from './smtp-client'
+export { type Destination, type SendOutcome, SmtpClient } from './smtp-client'
 export { backoffSeconds, type DeliverDeps, type DeliverJob, deliverOne, startDeliverWorker } from './worker'

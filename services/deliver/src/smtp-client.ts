@@ -50,7 +50,11 @@ export class SmtpClient {
     return pool
   }
 
-  async send(dest: Destination, envelope: { from: string; to: string[] }, raw: Readable | Buffer): Promise<SendOutcome> {
+  async send(
+    dest: Destination,
+    envelope: { from: string; to: string[] },
+    raw: Readable | Buffer,
+  ): Promise<SendOutcome> {
     try {
       const info = await this.pool(dest).sendMail({ envelope: { from: envelope.from, to: envelope.to }, raw })
       const rejected = (info.rejected ?? []).map(String)
@@ -76,7 +80,12 @@ export class SmtpClient {
       const reply = e.response ?? `${e.code ?? 'error'}: ${e.message}`
       return {
         accepted: [],
-        refused: envelope.to.map((address) => ({ address, code, reply, permanent: code !== null && code >= 500 })),
+        refused: envelope.to.map((address) => ({
+          address,
+          code,
+          reply,
+          permanent: code !== null && code >= 500,
+        })),
         reply,
         code,
       }
@@ -99,5 +108,10 @@ interface SmtpError extends Error {
 
 function refusal(address: string, err: SmtpError | undefined): SendOutcome['refused'][number] {
   const code = err?.responseCode ?? null
-  return { address, code, reply: err?.response ?? err?.message ?? 'refused', permanent: code !== null && code >= 500 }
+  return {
+    address,
+    code,
+    reply: err?.response ?? err?.message ?? 'refused',
+    permanent: code !== null && code >= 500,
+  }
 }

@@ -1,7 +1,7 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import { listRoutes, orderDestinations, recordEvent } from '@moat/core'
-import { type Db, type Executor, deliveryAttempts, domains, messages, recipients } from '@moat/db'
+import { type Db, deliveryAttempts, domains, type Executor, messages, recipients } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
@@ -98,7 +98,11 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
       host: route.host,
       port: route.port,
       recipients: left,
-      outcome: result.accepted.length ? 'delivered' : permanent.length === left.length ? 'failed' : 'deferred',
+      outcome: result.accepted.length
+        ? 'delivered'
+        : permanent.length === left.length
+          ? 'failed'
+          : 'deferred',
       code: result.code,
       reply: result.reply,
       durationMs: Date.now() - started,
@@ -127,18 +131,32 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     for (const r of pending) {
       const o = outcome.get(r.address) ?? { status: 'deferred' as const, reply: noRouteReply }
       const status = o.status === 'deferred' && expired ? 'failed' : o.status
-      const reply = o.status === 'deferred' && expired ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}` : o.reply
+      const reply =
+        o.status === 'deferred' && expired
+          ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}`
+          : o.reply
       await tx
         .update(recipients)
         .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
         .where(eq(recipients.id, r.id))
     }
-    const delivered = pending.filter((r) => outcome.get(r.address)?.status === 'delivered').map((r) => r.address)
+    const delivered = pending
+      .filter((r) => outcome.get(r.address)?.status === 'delivered')
+      .map((r) => r.address)
     const failed = pending.filter((r) => outcome.get(r.address)?.status === 'failed').map((r) => r.address)
-    const deferred = pending.map((r) => r.address).filter((a) => !delivered.includes(a) && !failed.includes(a))
-    if (delivered.length) await recordEvent(tx, message, 'delivered', { recipients: delivered, reply: outcome.get(delivered[0] ?? '')?.reply })
+    const deferred = pending
+      .map((r) => r.address)
+      .filter((a) => !delivered.includes(a) && !failed.includes(a))
+    if (delivered.length)
+      await recordEvent(tx, message, 'delivered', {
+        recipients: delivered,
+        reply: outcome.get(delivered[0] ?? '')?.reply,
+      })
     if (failed.length) {
-      await recordEvent(tx, message, 'failed', { recipients: failed, reply: outcome.get(failed[0] ?? '')?.reply })
+      await recordEvent(tx, message, 'failed', {
+        recipients: failed,
+        reply: outcome.get(failed[0] ?? '')?.reply,
+      })
     }
     if (deferred.length && expired) {
       await recordEvent(tx, message, 'expired', { recipients: deferred, ageSeconds: Math.round(ageSeconds) })
@@ -161,7 +179,10 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
 
 /** The message's status, summed up from its recipients. */
 async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
-  const rows = await tx.select({ status: recipients.status }).from(recipients).where(eq(recipients.messageId, messageId))
+  const rows = await tx
+    .select({ status: recipients.status })
+    .from(recipients)
+    .where(eq(recipients.messageId, messageId))
   const statuses = new Set(rows.map((r) => r.status))
   let status: string
   if (statuses.has('pending') || statuses.has('deferred')) status = 'deferred'

@@ -1,2 +1,2 @@
-export { startIngest, type IngestDeps, type IngestServer, type ScanJob } from './server'
+export { type IngestDeps, type IngestServer, type ScanJob, startIngest } from './server'
 export { SmtpReply } from './smtp-replies'

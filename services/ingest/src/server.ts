@@ -1,8 +1,8 @@
 import { Transform, type TransformCallback } from 'node:stream'
+import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import { findAcceptingDomain, recordEvent } from '@moat/core'
 import { type Db, messages, newId, recipients } from '@moat/db'
-import type { ObjectStore } from '@moat/blobstore'
 import type { Logger } from '@moat/log'
 import type { Queue } from '@moat/queue'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
@@ -83,7 +83,10 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
       findAcceptingDomain(deps.db, domain).then(
         (found) => {
           if (!found) {
-            log.info({ sessionId: session.id, ip: session.remoteAddress, domain }, 'recipient refused: not a customer domain')
+            log.info(
+              { sessionId: session.id, ip: session.remoteAddress, domain },
+              'recipient refused: not a customer domain',
+            )
             callback(reply.relayDenied(domain))
             return
           }
@@ -121,7 +124,10 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   })
   const address = server.server.address()
   const port = typeof address === 'object' && address ? address.port : config.smtp.port
-  log.info({ port, host: config.smtp.host, tls: tls.selfSigned ? 'self-signed' : 'configured' }, 'ingest listening')
+  log.info(
+    { port, host: config.smtp.host, tls: tls.selfSigned ? 'self-signed' : 'configured' },
+    'ingest listening',
+  )
 
   return {
     port,
@@ -204,7 +210,10 @@ async function receive(
       }
       return created
     })
-    log.info({ sessionId: session.id, queueId, messageIds: ids, size, recipients: accepted.length }, 'message queued')
+    log.info(
+      { sessionId: session.id, queueId, messageIds: ids, size, recipients: accepted.length },
+      'message queued',
+    )
     return queueId
   } catch (err) {
     await store.delete(objectKey).catch(() => {})
@@ -230,7 +239,8 @@ function receivedHeader(
 ): string {
   const helo = session.hostNameAppearsAs || 'unknown'
   const protocol = session.secure ? 'ESMTPS' : 'ESMTP'
-  const tlsInfo = session.secure && session.tlsOptions ? ` (${session.tlsOptions.version} ${session.tlsOptions.name})` : ''
+  const tlsInfo =
+    session.secure && session.tlsOptions ? ` (${session.tlsOptions.version} ${session.tlsOptions.name})` : ''
   const forClause = accepted.length === 1 && accepted[0] ? `\r\n\tfor <${accepted[0].address}>` : ''
   return (
     `Received: from ${helo} ([${session.remoteAddress}])\r\n` +
@@ -255,7 +265,7 @@ class HeaderCapture extends Transform {
   private headBytes = 0
   private done = false
 
-  constructor(private readonly prefix: string) {
+  constructor(prefix: string) {
     super()
     this.push(Buffer.from(prefix))
   }

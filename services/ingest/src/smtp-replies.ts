@@ -13,9 +13,11 @@ export const reply = {
   relayDenied: (domain: string) =>
     new SmtpReply(550, `5.7.1 Relaying denied: ${domain} is not a domain served here`),
   badAddress: (address: string) => new SmtpReply(550, `5.1.3 Bad recipient address syntax: ${address}`),
-  tooManyRecipients: (max: number) => new SmtpReply(452, `4.5.3 Too many recipients (at most ${max} per message)`),
+  tooManyRecipients: (max: number) =>
+    new SmtpReply(452, `4.5.3 Too many recipients (at most ${max} per message)`),
   tooBig: (max: number) => new SmtpReply(552, `5.3.4 Message too big (at most ${max} bytes)`),
-  localError: (what: string) => new SmtpReply(451, `4.3.0 Temporary local error (${what}); please try again later`),
+  localError: (what: string) =>
+    new SmtpReply(451, `4.3.0 Temporary local error (${what}); please try again later`),
   queued: (id: string) => `2.0.0 queued as ${id}`,
 }
 

@@ -13,7 +13,11 @@ export async function loadTls(options: {
   hostname: string
 }): Promise<{ cert: Buffer; key: Buffer; selfSigned: boolean }> {
   if (options.certFile && options.keyFile) {
-    return { cert: await fs.readFile(options.certFile), key: await fs.readFile(options.keyFile), selfSigned: false }
+    return {
+      cert: await fs.readFile(options.certFile),
+      key: await fs.readFile(options.keyFile),
+      selfSigned: false,
+    }
   }
   const dir = path.join(options.dataDir, 'tls')
   const certFile = path.join(dir, 'self-signed-cert.pem')

@@ -1,2 +1,18 @@
 export { ClamdScanner, ScannerUnavailableError, type VirusScanner, type VirusScanResult } from './clamd'
-export { type DeliverJob, type ScanDeps, type ScanJob, scanOne, startScanWorker, type Verdict } from './worker'
+export {
+  CLAMD_BINARY,
+  clamdPing,
+  EICAR,
+  EICAR_SIGNATURE,
+  type LocalClamd,
+  SYSTEM_SIGNATURES,
+  startLocalClamd,
+} from './local-clamd'
+export {
+  type DeliverJob,
+  type ScanDeps,
+  type ScanJob,
+  scanOne,
+  startScanWorker,
+  type Verdict,
+} from './worker'

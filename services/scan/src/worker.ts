@@ -57,7 +57,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
   const messageId = job.body.messageId
   const jobLog = log.child({ messageId, jobId: job.id })
   const [message] = await db.select().from(messages).where(eq(messages.id, messageId))
-  if (!message || message.status !== 'received') {
+  if (message?.status !== 'received') {
     jobLog.debug({ status: message?.status }, 'already scanned; dropping duplicate job')
     await deps.scanQueue.delete(job.receipt)
     return
@@ -70,9 +70,15 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
   } catch (err) {
     if (!(err instanceof ScannerUnavailableError)) throw err
     // the mail waits: never passed on unscanned unless the operator turned scanning off
-    jobLog.warn({ err: err.message, retryIn: deps.config.scan.retrySeconds }, 'virus scanner unavailable; will retry')
+    jobLog.warn(
+      { err: err.message, retryIn: deps.config.scan.retrySeconds },
+      'virus scanner unavailable; will retry',
+    )
     await db.transaction(async (tx) => {
-      await recordEvent(tx, message, 'scan_deferred', { reason: err.message, retryInSeconds: deps.config.scan.retrySeconds })
+      await recordEvent(tx, message, 'scan_deferred', {
+        reason: err.message,
+        retryInSeconds: deps.config.scan.retrySeconds,
+      })
       await deps.scanQueue.send({ messageId }, { tx, delaySeconds: deps.config.scan.retrySeconds })
       await deps.scanQueue.delete(job.receipt, { tx })
     })
@@ -101,7 +107,10 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
       durationMs,
     })
     if (verdict.action === 'quarantine') {
-      await tx.update(recipients).set({ status: 'quarantined', updatedAt: new Date() }).where(eq(recipients.messageId, messageId))
+      await tx
+        .update(recipients)
+        .set({ status: 'quarantined', updatedAt: new Date() })
+        .where(eq(recipients.messageId, messageId))
       await recordEvent(tx, message, 'quarantined', { reason: verdict.reason })
     } else {
       const rows = await tx

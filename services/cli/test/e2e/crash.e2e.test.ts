@@ -39,7 +39,11 @@ function scanWorker(env: Record<string, string>): ChildProcess {
   return child
 }
 
-async function waitUntil(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+async function waitUntil(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
@@ -70,7 +74,12 @@ describe.skipIf(!clamdUrl)(`a scan worker killed mid-job ${inject('clamdMissing'
     children.push(first)
 
     const info = await nodemailer
-      .createTransport({ host: '127.0.0.1', port: h.smtpPort, secure: false, tls: { rejectUnauthorized: false } })
+      .createTransport({
+        host: '127.0.0.1',
+        port: h.smtpPort,
+        secure: false,
+        tls: { rejectUnauthorized: false },
+      })
       .sendMail({
         from: 'alice@sender.example',
         to: 'bob@acme.test',

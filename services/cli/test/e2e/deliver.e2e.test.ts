@@ -2,15 +2,26 @@ import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { showMessage } from '@moat/core'
-import { EICAR, EICAR_SIGNATURE, type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
-import nodemailer from 'nodemailer'
+import {
+  EICAR,
+  EICAR_SIGNATURE,
+  type Harness,
+  type SmtpSink,
+  startHarness,
+  startSmtpSink,
+} from '@moat/testkit'
+import nodemailer, { type SendMailOptions } from 'nodemailer'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const run = promisify(execFile)
 const MOAT = path.resolve(import.meta.dirname, '../../bin/moat.js')
 const clamdUrl = inject('clamdUrl')
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await fn()
@@ -20,96 +31,119 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
   }
 }
 
-describe.skipIf(!clamdUrl)(`inbound mail through real SMTP, clamd and a customer server ${inject('clamdMissing')}`, () => {
-  let h: Harness
-  let sink: SmtpSink
+describe.skipIf(!clamdUrl)(
+  `inbound mail through real SMTP, clamd and a customer server ${inject('clamdMissing')}`,
+  () => {
+    let h: Harness
+    let sink: SmtpSink
 
-  beforeAll(async () => {
-    sink = await startSmtpSink()
-    h = await startHarness({ env: { MOAT_CLAMD: clamdUrl } })
-    await h.customer({ tenant: 'acme', domain: 'acme.test', destinations: [`127.0.0.1:${sink.port}:10`] })
-  })
-  afterAll(async () => {
-    await h?.close()
-    await sink?.stop()
-  })
-
-  const send = (message: nodemailer.SendMailOptions) =>
-    nodemailer
-      .createTransport({ host: '127.0.0.1', port: h.smtpPort, secure: false, tls: { rejectUnauthorized: false } })
-      .sendMail(message)
-
-  it('delivers clean mail with its headers and body intact plus a Received header, and tells the story', async () => {
-    const original = [
-      'From: Alice <alice@sender.example>',
-      'To: Bob <bob@acme.test>',
-      'Subject: Quarterly report',
-      'Message-ID: <q3-report@sender.example>',
-      'X-Custom: kept',
-      'Content-Type: text/plain; charset=utf-8',
-      '',
-      'Hello Bob,',
-      '',
-      '.A line starting with a dot, and some UTF-8: été',
-      '',
-    ].join('\r\n')
-    const info = await send({ envelope: { from: 'alice@sender.example', to: ['bob@acme.test'] }, raw: original })
-    expect(info.response).toMatch(/^250 2\.0\.0 queued as [0-9a-z]{26}$/)
-    const queueId = info.response.split(' ').pop() as string
-
-    const [delivered] = await sink.waitFor(1)
-    expect(delivered?.to).toEqual(['bob@acme.test'])
-    expect(delivered?.from).toBe('alice@sender.example')
-    const raw = delivered?.raw.toString('utf8') ?? ''
-    // Moat's Received header first, then exactly what the sender sent
-    const received = raw.slice(0, raw.indexOf('From: Alice'))
-    expect(received).toMatch(
-      new RegExp(`^Received: from [^\\r]+ \\(\\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.moat\\.test \\(Moat\\) with ESMTPS? .*id ${queueId}\\r\\n\\tfor <bob@acme\\.test>;\\r\\n\\t\\w{3}, \\d{2} \\w{3} \\d{4} [\\d:]{8} \\+0000\\r\\n$`),
-    )
-    expect(raw.slice(received.length)).toBe(original)
-
-    const [trace] = await waitFor('delivered status', async () => {
-      const t = await showMessage(h.stack.database.db, queueId)
-      return t[0]?.message.status === 'delivered' && t
+    beforeAll(async () => {
+      sink = await startSmtpSink()
+      h = await startHarness({ env: { MOAT_CLAMD: clamdUrl } })
+      await h.customer({ tenant: 'acme', domain: 'acme.test', destinations: [`127.0.0.1:${sink.port}:10`] })
     })
-    expect(trace?.events.map((e) => e.kind)).toEqual(['received', 'scanned', 'delivered'])
-    expect(trace?.attempts).toHaveLength(1)
-    expect(trace?.attempts[0]?.outcome).toBe('delivered')
-
-    const { stdout } = await run(process.execPath, [MOAT, 'message', 'show', queueId], { env: { ...process.env, ...h.env } })
-    expect(stdout).toContain('status:   delivered')
-    expect(stdout).toContain('scan:     clean')
-    expect(stdout).toMatch(/received\s+from 127\.0\.0\.1/)
-    expect(stdout).toMatch(/scanned\s+deliver: clean/)
-    expect(stdout).toMatch(new RegExp(`127\\.0\\.0\\.1:${sink.port}\\s+delivered`))
-
-    const json = JSON.parse((await run(process.execPath, [MOAT, '--json', 'message', 'show', queueId], { env: { ...process.env, ...h.env } })).stdout)
-    expect(json.message.status).toBe('delivered')
-    expect(json.recipients[0].address).toBe('bob@acme.test')
-  })
-
-  it('quarantines a message carrying EICAR in a base64 MIME attachment and never delivers it', async () => {
-    const before = sink.messages.length
-    const info = await send({
-      from: 'mallory@sender.example',
-      to: 'bob@acme.test',
-      subject: 'invoice attached',
-      text: 'see attachment',
-      attachments: [{ filename: 'invoice.com', content: Buffer.from(EICAR), encoding: 'base64' }],
+    afterAll(async () => {
+      await h?.close()
+      await sink?.stop()
     })
-    const queueId = info.response.split(' ').pop() as string
-    const [trace] = await waitFor('quarantine', async () => {
-      const t = await showMessage(h.stack.database.db, queueId)
-      return t[0]?.message.status === 'quarantined' && t
+
+    const send = (message: SendMailOptions) =>
+      nodemailer
+        .createTransport({
+          host: '127.0.0.1',
+          port: h.smtpPort,
+          secure: false,
+          tls: { rejectUnauthorized: false },
+        })
+        .sendMail(message)
+
+    it('delivers clean mail with its headers and body intact plus a Received header, and tells the story', async () => {
+      const original = [
+        'From: Alice <alice@sender.example>',
+        'To: Bob <bob@acme.test>',
+        'Subject: Quarterly report',
+        'Message-ID: <q3-report@sender.example>',
+        'X-Custom: kept',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'Hello Bob,',
+        '',
+        '.A line starting with a dot, and some UTF-8: été',
+        '',
+      ].join('\r\n')
+      const info = await send({
+        envelope: { from: 'alice@sender.example', to: ['bob@acme.test'] },
+        raw: original,
+      })
+      expect(info.response).toMatch(/^250 2\.0\.0 queued as [0-9a-z]{26}$/)
+      const queueId = info.response.split(' ').pop() as string
+
+      const [delivered] = await sink.waitFor(1)
+      expect(delivered?.to).toEqual(['bob@acme.test'])
+      expect(delivered?.from).toBe('alice@sender.example')
+      const raw = delivered?.raw.toString('utf8') ?? ''
+      // Moat's Received header first, then exactly what the sender sent
+      const received = raw.slice(0, raw.indexOf('From: Alice'))
+      expect(received).toMatch(
+        new RegExp(
+          `^Received: from [^\\r]+ \\(\\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.moat\\.test \\(Moat\\) with ESMTPS? .*id ${queueId}\\r\\n\\tfor <bob@acme\\.test>;\\r\\n\\t\\w{3}, \\d{2} \\w{3} \\d{4} [\\d:]{8} \\+0000\\r\\n$`,
+        ),
+      )
+      expect(raw.slice(received.length)).toBe(original)
+
+      const [trace] = await waitFor('delivered status', async () => {
+        const t = await showMessage(h.stack.database.db, queueId)
+        return t[0]?.message.status === 'delivered' && t
+      })
+      expect(trace?.events.map((e) => e.kind)).toEqual(['received', 'scanned', 'delivered'])
+      expect(trace?.attempts).toHaveLength(1)
+      expect(trace?.attempts[0]?.outcome).toBe('delivered')
+
+      const { stdout } = await run(process.execPath, [MOAT, 'message', 'show', queueId], {
+        env: { ...process.env, ...h.env },
+      })
+      expect(stdout).toContain('status:   delivered')
+      expect(stdout).toContain('scan:     clean')
+      expect(stdout).toMatch(/received\s+from 127\.0\.0\.1/)
+      expect(stdout).toMatch(/scanned\s+deliver: clean/)
+      expect(stdout).toMatch(new RegExp(`127\\.0\\.0\\.1:${sink.port}\\s+delivered`))
+
+      const json = JSON.parse(
+        (
+          await run(process.execPath, [MOAT, '--json', 'message', 'show', queueId], {
+            env: { ...process.env, ...h.env },
+          })
+        ).stdout,
+      )
+      expect(json.message.status).toBe('delivered')
+      expect(json.recipients[0].address).toBe('bob@acme.test')
     })
-    expect(trace?.message.virusScan).toBe('infected')
-    expect(trace?.message.virusName).toContain(EICAR_SIGNATURE)
-    expect(trace?.recipients.map((r) => r.status)).toEqual(['quarantined'])
-    expect(trace?.events.map((e) => e.kind)).toEqual(['received', 'scanned', 'quarantined'])
-    // nothing reaches the customer, and no delivery job exists for it
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    expect(sink.messages.length).toBe(before)
-    expect(trace?.attempts).toEqual([])
-    expect((await h.stack.deliverQueue.depth()).visible + (await h.stack.deliverQueue.depth()).inFlight).toBe(0)
-  })
-})
+
+    it('quarantines a message carrying EICAR in a base64 MIME attachment and never delivers it', async () => {
+      const before = sink.messages.length
+      const info = await send({
+        from: 'mallory@sender.example',
+        to: 'bob@acme.test',
+        subject: 'invoice attached',
+        text: 'see attachment',
+        attachments: [{ filename: 'invoice.com', content: Buffer.from(EICAR), encoding: 'base64' }],
+      })
+      const queueId = info.response.split(' ').pop() as string
+      const [trace] = await waitFor('quarantine', async () => {
+        const t = await showMessage(h.stack.database.db, queueId)
+        return t[0]?.message.status === 'quarantined' && t
+      })
+      expect(trace?.message.virusScan).toBe('infected')
+      expect(trace?.message.virusName).toContain(EICAR_SIGNATURE)
+      expect(trace?.recipients.map((r) => r.status)).toEqual(['quarantined'])
+      expect(trace?.events.map((e) => e.kind)).toEqual(['received', 'scanned', 'quarantined'])
+      // nothing reaches the customer, and no delivery job exists for it
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      expect(sink.messages.length).toBe(before)
+      expect(trace?.attempts).toEqual([])
+      expect(
+        (await h.stack.deliverQueue.depth()).visible + (await h.stack.deliverQueue.depth()).inFlight,
+      ).toBe(0)
+    })
+  },
+)

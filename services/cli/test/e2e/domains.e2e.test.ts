@@ -14,7 +14,9 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
   /** Runs `moat ARGS` against the test stack; resolves with its output and exit code. */
   async function moat(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
     try {
-      const { stdout, stderr } = await execFileP(process.execPath, [MOAT, ...args], { env: { ...process.env, ...h.env } })
+      const { stdout, stderr } = await execFileP(process.execPath, [MOAT, ...args], {
+        env: { ...process.env, ...h.env },
+      })
       return { stdout, stderr, code: 0 }
     } catch (err) {
       const e = err as { stdout: string; stderr: string; code: number }
@@ -30,7 +32,9 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
   })
 
   it('verifies a domain once its TXT record is published, and reports where MX points', async () => {
-    expect((await moat('tenant', 'create', 'acme')).stdout).toMatch(/^created tenant acme \(ten_[0-9a-z]{26}\)/)
+    expect((await moat('tenant', 'create', 'acme')).stdout).toMatch(
+      /^created tenant acme \(ten_[0-9a-z]{26}\)/,
+    )
     const added = await moat('domain', 'add', 'acme', 'Example.TEST')
     expect(added.code).toBe(0)
     const txt = /example\.test\. 3600 IN TXT "(moat-verification=[0-9a-f]{32})"/.exec(added.stdout)
@@ -61,7 +65,9 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
     const verified = await moat('domain', 'verify', 'example.test')
     expect(verified.code).toBe(0)
     expect(verified.stdout).toContain('example.test: verified for tenant acme')
-    expect(verified.stdout).toContain('MX: mail.example.test; does not point at Moat (mx1.moat.test, mx2.moat.test) yet')
+    expect(verified.stdout).toContain(
+      'MX: mail.example.test; does not point at Moat (mx1.moat.test, mx2.moat.test) yet',
+    )
 
     // MX now at Moat: active
     h.dns.zones.set('example.test', {
@@ -72,7 +78,11 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
       ],
     })
     const active = JSON.parse((await moat('--json', 'domain', 'verify', 'example.test')).stdout)
-    expect(active).toMatchObject({ verified: true, mx: { pointsAtMoat: true }, domain: { status: 'active', verifiedBy: 'dns' } })
+    expect(active).toMatchObject({
+      verified: true,
+      mx: { pointsAtMoat: true },
+      domain: { status: 'active', verifiedBy: 'dns' },
+    })
 
     const list = await moat('domain', 'list')
     expect(list.stdout).toMatch(/example\.test\s+acme\s+active\s+moat/)
@@ -82,7 +92,9 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
     await moat('tenant', 'create', 'intruder')
     const claim = await moat('domain', 'add', 'intruder', 'example.test')
     expect(claim.code).toBe(1)
-    expect(claim.stderr).toBe('error: example.test is already verified by another customer\n  contact support if it is yours\n')
+    expect(claim.stderr).toBe(
+      'error: example.test is already verified by another customer\n  contact support if it is yours\n',
+    )
   })
 
   it('lets an operator force verification, and records the override in the audit log', async () => {
@@ -120,6 +132,8 @@ describe('domain verification through the CLI and a DNS server on loopback', () 
       env: { ...process.env, ...h.env, MOAT_SMTP_PORT: 'twenty-five' },
     }).catch((err: { stderr: string; code: number }) => err)
     expect('code' in bad && bad.code).toBe(2)
-    expect(bad.stderr).toBe('invalid configuration:\n  MOAT_SMTP_PORT="twenty-five": expected a TCP port number\n')
+    expect(bad.stderr).toBe(
+      'invalid configuration:\n  MOAT_SMTP_PORT="twenty-five": expected a TCP port number\n',
+    )
   })
 })

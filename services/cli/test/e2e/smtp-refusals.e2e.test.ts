@@ -13,17 +13,29 @@ async function stored(h: Harness) {
     (await db.select({ n: sql<number>`count(*)::int` }).from(table))[0]?.n ?? 0
   const objects: string[] = []
   for await (const key of h.stack.store.list('')) objects.push(key)
-  return { messages: await count(messages), recipients: await count(recipients), jobs: await count(queueJobs), objects }
+  return {
+    messages: await count(messages),
+    recipients: await count(recipients),
+    jobs: await count(queueJobs),
+    objects,
+  }
 }
 
 const body = (size: number) =>
-  `From: a@sender.example\r\nTo: b@acme.test\r\nSubject: size test\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(Math.ceil(size / 78)).slice(0, size)}`
+  `From: a@sender.example\r\nTo: b@acme.test\r\nSubject: size test\r\n\r\n${'x'
+    .repeat(76)
+    .concat('\r\n')
+    .repeat(Math.ceil(size / 78))
+    .slice(0, size)}`
 
 describe('SMTP refusals at the front door (ingest only, real SMTP)', () => {
   let h: Harness
 
   beforeAll(async () => {
-    h = await startHarness({ only: ['ingest'], env: { MOAT_MAX_MESSAGE_BYTES: '20000', MOAT_MAX_RECIPIENTS: '3' } })
+    h = await startHarness({
+      only: ['ingest'],
+      env: { MOAT_MAX_MESSAGE_BYTES: '20000', MOAT_MAX_RECIPIENTS: '3' },
+    })
     await h.customer({ tenant: 'acme', domain: 'acme.test', destinations: ['127.0.0.1:9'] })
     // a domain added but never verified
     const other = await createTenant(h.stack.database.db, { name: 'pending-co', actor: 'test' })
