@@ -20,6 +20,8 @@ import { PGlite } from '@electric-sql/pglite'
 export interface EmbeddedPostgres {
   url: string
   port: number
+  /** the whole cluster as a tarball, to start another instance from */
+  snapshot(): Promise<Blob>
   close(): Promise<void>
 }
 
@@ -31,8 +33,10 @@ export async function startEmbeddedPostgres(options: {
   /** a directory, or `memory://` */
   dataDir: string
   port?: number
+  /** start from this snapshot (`dumpEmbeddedPostgres`) instead of an empty cluster */
+  snapshot?: Blob
 }): Promise<EmbeddedPostgres> {
-  const db = await PGlite.create(options.dataDir)
+  const db = await PGlite.create(options.dataDir, options.snapshot ? { loadDataDir: options.snapshot } : {})
   let tail: Promise<void> = Promise.resolve()
   /** The backend lock: resolves with a release function once every earlier holder has released. */
   const acquire = (): Promise<() => void> => {
@@ -155,6 +159,14 @@ export async function startEmbeddedPostgres(options: {
   return {
     port,
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    async snapshot() {
+      const release = await acquire()
+      try {
+        return await db.dumpDataDir('none')
+      } finally {
+        release()
+      }
+    },
     async close() {
       closed = true
       for (const socket of sockets) socket.destroy()
