@@ -213,6 +213,8 @@ export async function rawSmtp(port: number, host = '127.0.0.1') {
   const greeting = await read()
   return {
     greeting,
+    /** the next reply, for pipelined commands */
+    read,
     send(line: string): Promise<Reply> {
       socket.write(`${line}\r\n`)
       return read()
