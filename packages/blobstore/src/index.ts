@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 
 /**
  * Where raw messages live. Keys are slash-separated paths (`inbound/2026/11/27/<id>.eml`).
@@ -69,11 +67,14 @@ export class LocalObjectStore implements ObjectStore {
           await handle.writeFile(body)
           size = body.length
         } else {
-          const out = createWriteStream('', { fd: handle.fd, autoClose: false })
-          body.on('data', (chunk: Buffer) => {
-            size += chunk.length
-          })
-          await pipeline(body, out)
+          // written here rather than through a WriteStream on handle.fd: when the source failed, that
+          // stream closed the descriptor behind the handle's back, and EBADF from the close below hid
+          // the source's error. A failing source now throws its own error out of this loop.
+          for await (const chunk of body) {
+            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
+            for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at)).bytesWritten
+            size += bytes.length // bytes, also when the source yields strings
+          }
         }
         await handle.sync()
       } finally {
@@ -97,17 +98,22 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async stream(key: string): Promise<Readable> {
-    const file = this.file(key)
-    try {
-      await fs.access(file)
-    } catch (err) {
+    const handle = await fs.open(this.file(key), 'r').catch((err: unknown) => {
       throw notFound(err, key)
+    })
+    if (!(await handle.stat()).isFile()) {
+      await handle.close()
+      throw new ObjectNotFoundError(key) // a prefix of other keys, not an object
     }
-    return createReadStream(file)
+    return handle.createReadStream()
   }
 
   async delete(key: string): Promise<void> {
-    await fs.rm(this.file(key), { force: true })
+    try {
+      await fs.unlink(this.file(key))
+    } catch (err) {
+      if (!(notFound(err, key) instanceof ObjectNotFoundError)) throw err
+    }
   }
 
   async *list(prefix: string): AsyncIterable<string> {
@@ -122,7 +128,7 @@ export class LocalObjectStore implements ObjectStore {
       for (const entry of entries) {
         const key = rel ? `${rel}/${entry.name}` : entry.name
         if (entry.isDirectory()) await walk(path.join(dir, entry.name), key)
-        else if (!entry.name.endsWith('.tmp') && key.startsWith(prefix)) keys.push(key)
+        else if (!/\.[0-9a-f]{12}\.tmp$/.test(entry.name) && key.startsWith(prefix)) keys.push(key) // not a put's temp file
       }
     }
     await walk(this.root, '')
@@ -141,5 +147,7 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 function notFound(err: unknown, key: string): unknown {
-  return (err as NodeJS.ErrnoException).code === 'ENOENT' ? new ObjectNotFoundError(key) : err
+  // ENOTDIR, EISDIR: a path through or at a prefix of other keys, which is not an object either
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' ? new ObjectNotFoundError(key) : err
 }

@@ -32,7 +32,10 @@ const clamd = z.string().refine((v) => v === 'auto' || /^tcp:\/\/[^:/]+:\d+$/.te
 
 /** Every environment variable Moat reads, with its default. The README's configuration table mirrors this. */
 const schema = z.object({
-  DATABASE_URL: z.string().url('expected a postgres:// URL').optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'expected a postgres:// URL, e.g. postgres://user:password@host:5432/moat')
+    .optional(),
   MOAT_DATA_DIR: z.string().default('./data'),
   MOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   MOAT_HOSTNAME: z.string().min(1).default(os.hostname()),
@@ -118,21 +121,25 @@ export class ConfigError extends Error {
  * console.log(config.smtp.port) // 2525 unless MOAT_SMTP_PORT is set
  */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  // blank counts as unset: `MOAT_SMTP_PORT= ` would otherwise coerce to port 0, a random port
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+  )
   const parsed = schema.safeParse(present)
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? '')
-      return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`
-    })
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
-  }
-  const e = parsed.data
-  if (Boolean(e.MOAT_TLS_CERT) !== Boolean(e.MOAT_TLS_KEY)) {
-    throw new ConfigError(
-      'invalid configuration:\n  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither',
+  const lines = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? '')
+        return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`
+      })
+  // checked alongside the schema, so that the message lists every bad variable at once
+  if (Boolean(present.MOAT_TLS_CERT) !== Boolean(present.MOAT_TLS_KEY)) {
+    lines.push(
+      '  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither',
     )
   }
+  if (!parsed.success || lines.length) throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
+  const e = parsed.data
   const clamdUrl = e.MOAT_CLAMD.startsWith('tcp://') ? new URL(e.MOAT_CLAMD) : undefined
   return {
     databaseUrl: e.DATABASE_URL,

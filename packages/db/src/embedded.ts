@@ -138,7 +138,14 @@ export async function startEmbeddedPostgres(options: {
     socket.on('close', () => {
       sockets.delete(socket)
       chain = chain.then(async () => {
-        if (closed || (!release && !named.size)) return
+        if (closed) {
+          // the server is shutting down: hand the backend on so that close() can finish
+          const r = release
+          release = null
+          r?.()
+          return
+        }
+        if (!release && !named.size) return
         release ??= await acquire()
         // the client went away: undo what it left open and forget its statements
         if (db.isInTransaction()) await db.exec('ROLLBACK').catch(() => {})

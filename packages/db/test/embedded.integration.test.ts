@@ -28,7 +28,10 @@ function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
  * server, and also against real PostgreSQL when DATABASE_URL is set, which shows the expectations
  * are PostgreSQL's own.
  */
-function multiClientSuite(label: string, start: () => Promise<{ url: string; close(): Promise<void> }>): void {
+function multiClientSuite(
+  label: string,
+  start: () => Promise<{ url: string; close(): Promise<void> }>,
+): void {
   describe(`several clients on ${label}`, () => {
     let url: string
     let close: () => Promise<void>
@@ -90,7 +93,8 @@ function multiClientSuite(label: string, start: () => Promise<{ url: string; clo
       const unprepared = client({ prepare: false })
       const checks = Array.from({ length: 300 }, async (_, i) => {
         const sql = [a, b, unprepared][i % 3] as postgres.Sql
-        const [row] = await sql`select ${i}::int as i, ${`value ${i}`}::text as s, ${i % 2 === 0}::boolean as even`
+        const [row] =
+          await sql`select ${i}::int as i, ${`value ${i}`}::text as s, ${i % 2 === 0}::boolean as even`
         expect(row).toEqual({ i, s: `value ${i}`, even: i % 2 === 0 })
         const [sum] = await sql.unsafe('select $1::int + $2::int as total', [i, 1])
         expect(sum).toEqual({ total: i + 1 })
@@ -113,7 +117,7 @@ function multiClientSuite(label: string, start: () => Promise<{ url: string; clo
       }
     })
 
-    it("a statement parsed without a name keeps working until it is executed, whatever other connections run", async () => {
+    it('a statement parsed without a name keeps working until it is executed, whatever other connections run', async () => {
       const x = await connectWire(url)
       const y = await connectWire(url)
       try {
@@ -161,7 +165,11 @@ function multiClientSuite(label: string, start: () => Promise<{ url: string; clo
 
       const rows = await within(5_000, 'a query after the close', a`select client from items`)
       expect(rows).toEqual([])
-      await within(5_000, 'a transaction after the close', a.begin((tx) => tx`insert into items (client, n) values ('next', 2)`))
+      await within(
+        5_000,
+        'a transaction after the close',
+        a.begin((tx) => tx`insert into items (client, n) values ('next', 2)`),
+      )
     })
 
     it("an error in one connection's query or transaction does not break another's", async () => {
@@ -180,7 +188,9 @@ function multiClientSuite(label: string, start: () => Promise<{ url: string; clo
       await bStarted
       await expect(failing`select 1/0`).rejects.toThrow('division by zero')
       await expect(failing`select ${'abc'}::int`).rejects.toThrow(/invalid input syntax/)
-      await expect(failing.unsafe('select * from no_such_table where n = $1', [1])).rejects.toThrow(/no_such_table/)
+      await expect(failing.unsafe('select * from no_such_table where n = $1', [1])).rejects.toThrow(
+        /no_such_table/,
+      )
       await expect(failing`selec 1`).rejects.toThrow(/syntax error/)
       await expect(
         failing.begin(async (tx) => {
@@ -202,7 +212,9 @@ function multiClientSuite(label: string, start: () => Promise<{ url: string; clo
     it('a query that fails to parse does not hold up other connections', async () => {
       const failing = client({ max: 1 })
       // drizzle sends parameterised queries as unnamed statements, described before they run
-      await expect(failing.unsafe('select * from no_such_table where n = $1', [1])).rejects.toThrow(/no_such_table/)
+      await expect(failing.unsafe('select * from no_such_table where n = $1', [1])).rejects.toThrow(
+        /no_such_table/,
+      )
       expect(await within(5_000, 'another connection', b`select 2 as two`)).toEqual([{ two: 2 }])
     })
   })
@@ -218,6 +230,40 @@ describe.runIf(process.env.DATABASE_URL)('reference run', () => {
 })
 
 describe('the embedded server', () => {
+  it('closes promptly while a client is in the middle of a transaction, and keeps none of its writes', async () => {
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-embedded-'))
+    try {
+      const server = await startEmbeddedPostgres({ dataDir })
+      const setup = postgres(server.url, { max: 1, onnotice: () => {} })
+      await setup`create table items (n int)`
+      await setup.end()
+      const x = await connectWire(server.url)
+      expect(await x.query('begin; insert into items values (1)')).toMatchObject({
+        status: 'T',
+        error: undefined,
+      })
+      await within(5_000, 'close()', server.close())
+
+      const reopened = await startEmbeddedPostgres({ dataDir })
+      const check = postgres(reopened.url, { max: 1, onnotice: () => {} })
+      try {
+        expect(await check`select count(*)::int as n from items`).toEqual([{ n: 0 }])
+      } finally {
+        await check.end()
+        await reopened.close()
+      }
+    } finally {
+      await fs.rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it('closes promptly while a client holds a parsed statement it has not executed yet', async () => {
+    const server = await startEmbeddedPostgres({ dataDir: 'memory://' })
+    const x = await connectWire(server.url)
+    expect(await x.parse('', 'select 1')).toMatchObject({ error: undefined })
+    await within(5_000, 'close()', server.close())
+  })
+
   it("forgets a connection's prepared statements when it disconnects", async () => {
     const server = await startEmbeddedPostgres({ dataDir: 'memory://' })
     const observer = postgres(server.url, { max: 1, onnotice: () => {} })
@@ -226,7 +272,11 @@ describe('the embedded server', () => {
       const baseline = await count()
       for (let i = 0; i < 5; i++) {
         const sql = postgres(server.url, { max: 2, onnotice: () => {} })
-        await Promise.all([sql`select ${i}::int as a`, sql`select ${i}::text as b`, sql`select ${i}::int + 1 as c`])
+        await Promise.all([
+          sql`select ${i}::int as a`,
+          sql`select ${i}::text as b`,
+          sql`select ${i}::int + 1 as c`,
+        ])
         await sql.end()
       }
       await sleep(100)
@@ -306,7 +356,9 @@ describe('openDatabase on a data directory', () => {
     const server = await within(10_000, 'the server open', opening)
     try {
       expect(server.embeddedOwner).toBe(true)
-      expect(await server.sql`select count(*)::int as n from notes where body = 'from the cli'`).toEqual([{ n: 1 }])
+      expect(await server.sql`select count(*)::int as n from notes where body = 'from the cli'`).toEqual([
+        { n: 1 },
+      ])
     } finally {
       await server.close()
     }
@@ -315,7 +367,10 @@ describe('openDatabase on a data directory', () => {
   it('takes over a lock file left behind by a process that died', async () => {
     const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)'])
     expect(dead.pid).toBeGreaterThan(0)
-    writeFileSync(path.join(dataDir, 'postgres.json'), JSON.stringify({ pid: dead.pid, port: 1, role: 'server' }))
+    writeFileSync(
+      path.join(dataDir, 'postgres.json'),
+      JSON.stringify({ pid: dead.pid, port: 1, role: 'server' }),
+    )
     const db = await within(10_000, 'the open', openDatabase({ dataDir }))
     try {
       expect(db.embeddedOwner).toBe(true)

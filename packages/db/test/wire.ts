@@ -19,7 +19,7 @@ export interface WireClient {
 
 export interface WireResult {
   rows: string[]
-  error?: string
+  error: string | undefined
   /** transaction status from ReadyForQuery: I idle, T in a transaction, E in a failed one */
   status: string
 }
@@ -33,7 +33,7 @@ export async function connectWire(url: string): Promise<WireClient> {
   })
   let buffer = Buffer.alloc(0)
   let waiting: ((r: WireResult) => void) | null = null
-  let current: WireResult = { rows: [], status: '' }
+  let current: WireResult = { rows: [], status: '', error: undefined }
   socket.on('data', (data) => {
     buffer = Buffer.concat([buffer, data])
     while (buffer.length >= 5) {
@@ -62,7 +62,7 @@ export async function connectWire(url: string): Promise<WireClient> {
         const done = waiting
         const result = current
         waiting = null
-        current = { rows: [], status: '' }
+        current = { rows: [], status: '', error: undefined }
         done?.(result)
       }
     }
@@ -98,7 +98,14 @@ export async function connectWire(url: string): Promise<WireClient> {
       socket.write(data)
     })
 
-  const startupBody = Buffer.concat([int32(196608), cstring('user'), cstring(username || 'postgres'), cstring('database'), cstring(pathname.slice(1) || 'postgres'), Buffer.from([0])])
+  const startupBody = Buffer.concat([
+    int32(196608),
+    cstring('user'),
+    cstring(username || 'postgres'),
+    cstring('database'),
+    cstring(pathname.slice(1) || 'postgres'),
+    Buffer.from([0]),
+  ])
   const startup = Buffer.concat([int32(startupBody.length + 4), startupBody])
   const ready = await roundTrip(startup)
   if (ready.error) throw new Error(`startup failed: ${ready.error}`)
@@ -106,7 +113,8 @@ export async function connectWire(url: string): Promise<WireClient> {
   const sync = message('S')
   return {
     query: (sql) => roundTrip(message('Q', cstring(sql))),
-    parse: (name, sql) => roundTrip(Buffer.concat([message('P', cstring(name), cstring(sql), int16(0)), sync])),
+    parse: (name, sql) =>
+      roundTrip(Buffer.concat([message('P', cstring(name), cstring(sql), int16(0)), sync])),
     execute: (name, params = []) =>
       roundTrip(
         Buffer.concat([

@@ -255,7 +255,14 @@ export function consume<T>(
       controller.abort()
       slotFreed()
       await looping
-      await Promise.race([Promise.all(running), new Promise((resolve) => setTimeout(resolve, timeoutMs))])
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.all(running),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, timeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
     },
   }
 }

@@ -20,16 +20,6 @@ export interface QueueFixture {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const uniqueName = (label: string) => `${label}-${randomBytes(4).toString('hex')}`
 
-/** Receives until `n` jobs arrived or `timeoutMs` passed. */
-async function receiveAll<T>(queue: Queue<T>, n: number, timeoutMs = 10_000): Promise<ReceivedJob<T>[]> {
-  const jobs: ReceivedJob<T>[] = []
-  const deadline = Date.now() + timeoutMs
-  while (jobs.length < n && Date.now() < deadline) {
-    jobs.push(...(await queue.receive({ max: n - jobs.length, visibilityTimeout: 60, waitSeconds: 1 })))
-  }
-  return jobs
-}
-
 /**
  * The behaviour every `Queue` implementation must have (SQS semantics). A future SQS adapter runs
  * the same suite with its own fixture.
@@ -270,8 +260,8 @@ export function queueContract(label: string, makeFixture: () => Promise<QueueFix
       expect(all.map((j) => j.body).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, i) => i))
       expect(all.every((j) => j.receiveCount === 1)).toBe(true)
       // both clients took part
-      expect(results.filter((r, i) => i % 2 === 1).flat().length).toBeGreaterThan(0)
-      expect(results.filter((r, i) => i % 2 === 0).flat().length).toBeGreaterThan(0)
+      expect(results.filter((_r, i) => i % 2 === 1).flat().length).toBeGreaterThan(0)
+      expect(results.filter((_r, i) => i % 2 === 0).flat().length).toBeGreaterThan(0)
       expect(await a.depth()).toEqual({ visible: 0, delayed: 0, inFlight: total, dead: 0 })
     })
 

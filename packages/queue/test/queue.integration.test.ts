@@ -2,14 +2,19 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // database.ts directly: the testkit index pulls in the whole stack (and its type errors)
 import { createTestDatabase, type TestDatabase } from '../../testkit/src/database'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PostgresQueue } from '../src/index'
 import { type QueueFixture, queueContract } from './contract'
 
 /** Opens two independent pools on a fresh database (PGlite, or PostgreSQL when DATABASE_URL is set). */
-async function openPostgres(): Promise<{ database: TestDatabase; a: Database; b: Database; close(): Promise<void> }> {
+async function openPostgres(): Promise<{
+  database: TestDatabase
+  a: Database
+  b: Database
+  close(): Promise<void>
+}> {
   const database = await createTestDatabase()
   await runMigrations(database.url)
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-queue-'))
@@ -28,17 +33,20 @@ async function openPostgres(): Promise<{ database: TestDatabase; a: Database; b:
   }
 }
 
-queueContract(`PostgresQueue on ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite'}`, async (): Promise<QueueFixture> => {
-  const pg = await openPostgres()
-  return {
-    create: (name, options) => new PostgresQueue(pg.a.db, name, { pollMs: 100, ...options }),
-    connect: (name, options) => new PostgresQueue(pg.b.db, name, { pollMs: 100, ...options }),
-    transaction: async (fn) => {
-      await pg.a.db.transaction(fn)
-    },
-    close: () => pg.close(),
-  }
-})
+queueContract(
+  `PostgresQueue on ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite'}`,
+  async (): Promise<QueueFixture> => {
+    const pg = await openPostgres()
+    return {
+      create: (name, options) => new PostgresQueue(pg.a.db, name, { pollMs: 100, ...options }),
+      connect: (name, options) => new PostgresQueue(pg.b.db, name, { pollMs: 100, ...options }),
+      transaction: async (fn) => {
+        await pg.a.db.transaction(fn)
+      },
+      close: () => pg.close(),
+    }
+  },
+)
 
 describe('PostgresQueue specifics', () => {
   let pg: Awaited<ReturnType<typeof openPostgres>>

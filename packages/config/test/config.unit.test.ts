@@ -1,0 +1,244 @@
+import os from 'node:os'
+import path from 'node:path'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { ConfigError, loadConfig } from '../src/index'
+
+/** The ConfigError `loadConfig(env)` throws; fails the test when it does not throw one. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    return err as ConfigError
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`)
+}
+
+describe('loadConfig defaults', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs()
+  })
+
+  it('an empty environment gives the documented defaults', () => {
+    const config = loadConfig({})
+    expect(config.smtp).toEqual({
+      host: '0.0.0.0',
+      port: 2525,
+      proxyProtocol: false,
+      tlsCert: undefined,
+      tlsKey: undefined,
+      maxMessageBytes: 25 * 1024 * 1024,
+      maxRecipients: 100,
+      maxClients: 500,
+    })
+    expect(config.deliver).toMatchObject({
+      retryFirstSeconds: 60,
+      retryMaxSeconds: 3600,
+      giveUpSeconds: 5 * 24 * 3600,
+      concurrency: 8,
+      visibilitySeconds: 300,
+      timeoutMs: 60_000,
+    })
+    expect(config.scan).toEqual({
+      clamd: 'auto',
+      virusScan: true,
+      clamdTimeoutMs: 60_000,
+      concurrency: 4,
+      visibilitySeconds: 300,
+      retrySeconds: 30,
+    })
+    expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
+    expect(config.databaseUrl).toBeUndefined()
+    expect(config.dataDir).toBe(path.resolve('./data'))
+    expect(config.logLevel).toBe('info')
+    expect(config.hostname).toBe(os.hostname())
+    expect(config.mxHosts).toEqual(['mx1.moat.localhost', 'mx2.moat.localhost'])
+    expect(config.dnsServers).toBeUndefined()
+  })
+
+  it('reads only the environment it is given, not process.env', () => {
+    vi.stubEnv('MOAT_SMTP_PORT', '9999')
+    vi.stubEnv('MOAT_VIRUS_SCAN', 'maybe')
+    expect(loadConfig({}).smtp.port).toBe(2525)
+  })
+
+  it('treats empty and blank values as unset', () => {
+    const config = loadConfig({
+      MOAT_SMTP_PORT: '',
+      MOAT_MAX_RECIPIENTS: '   ',
+      MOAT_HOSTNAME: '',
+      MOAT_TLS_CERT: ' ',
+    })
+    expect(config.smtp.port).toBe(2525)
+    expect(config.smtp.maxRecipients).toBe(100)
+    expect(config.hostname).toBe(os.hostname())
+    expect(config.smtp.tlsCert).toBeUndefined()
+    // not port 0 (a random port), which is what a blank string coerces to
+    expect(loadConfig({ MOAT_SMTP_PORT: ' ' }).smtp.port).toBe(2525)
+  })
+})
+
+describe('loadConfig overrides', () => {
+  it('takes every setting from the environment', () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://moat:secret@db.internal:5432/moat',
+      MOAT_DATA_DIR: 'relative/dir',
+      MOAT_LOG_LEVEL: 'debug',
+      MOAT_HOSTNAME: 'mx.example.net',
+      MOAT_SMTP_HOST: '127.0.0.1',
+      MOAT_SMTP_PORT: '25',
+      MOAT_SMTP_PROXY_PROTOCOL: 'yes',
+      MOAT_TLS_CERT: '/etc/moat/cert.pem',
+      MOAT_TLS_KEY: '/etc/moat/key.pem',
+      MOAT_MAX_MESSAGE_BYTES: '10485760',
+      MOAT_MAX_RECIPIENTS: '50',
+      MOAT_SMTP_MAX_CLIENTS: '20',
+      MOAT_CLAMD: 'tcp://clamd.internal:3311',
+      MOAT_VIRUS_SCAN: 'off',
+      MOAT_CLAMD_TIMEOUT_SECONDS: '5',
+      MOAT_SCAN_CONCURRENCY: '2',
+      MOAT_SCAN_VISIBILITY_SECONDS: '120',
+      MOAT_SCAN_RETRY_SECONDS: '15',
+      MOAT_DELIVER_CONCURRENCY: '16',
+      MOAT_DELIVER_VISIBILITY_SECONDS: '600',
+      MOAT_DELIVER_TIMEOUT_SECONDS: '30',
+      MOAT_RETRY_FIRST_SECONDS: '30',
+      MOAT_RETRY_MAX_SECONDS: '7200',
+      MOAT_RETRY_GIVE_UP_SECONDS: '86400',
+      MOAT_QUEUE_MAX_RECEIVES: '3',
+      MOAT_QUEUE_POLL_MS: '50',
+      MOAT_MX_HOSTS: ' mx-a.example.net, mx-b.example.net,,',
+      MOAT_DNS_SERVERS: '10.0.0.53,10.0.0.54',
+    })
+    expect(config).toEqual({
+      databaseUrl: 'postgres://moat:secret@db.internal:5432/moat',
+      dataDir: path.resolve('relative/dir'),
+      logLevel: 'debug',
+      hostname: 'mx.example.net',
+      smtp: {
+        host: '127.0.0.1',
+        port: 25,
+        proxyProtocol: true,
+        tlsCert: '/etc/moat/cert.pem',
+        tlsKey: '/etc/moat/key.pem',
+        maxMessageBytes: 10_485_760,
+        maxRecipients: 50,
+        maxClients: 20,
+      },
+      scan: {
+        clamd: { host: 'clamd.internal', port: 3311 },
+        virusScan: false,
+        clamdTimeoutMs: 5_000,
+        concurrency: 2,
+        visibilitySeconds: 120,
+        retrySeconds: 15,
+      },
+      deliver: {
+        concurrency: 16,
+        visibilitySeconds: 600,
+        timeoutMs: 30_000,
+        retryFirstSeconds: 30,
+        retryMaxSeconds: 7200,
+        giveUpSeconds: 86_400,
+      },
+      queue: { maxReceives: 3, pollMs: 50 },
+      mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
+      dnsServers: ['10.0.0.53', '10.0.0.54'],
+    })
+  })
+
+  it('accepts every spelling of a boolean', () => {
+    for (const yes of ['1', 'true', 'yes', 'on']) {
+      expect(loadConfig({ MOAT_SMTP_PROXY_PROTOCOL: yes }).smtp.proxyProtocol, yes).toBe(true)
+    }
+    for (const no of ['0', 'false', 'no', 'off']) {
+      expect(loadConfig({ MOAT_SMTP_PROXY_PROTOCOL: no }).smtp.proxyProtocol, no).toBe(false)
+    }
+  })
+
+  it('takes clamd as a unix socket path', () => {
+    expect(loadConfig({ MOAT_CLAMD: '/run/clamav/clamd.ctl' }).scan.clamd).toEqual({
+      socket: '/run/clamav/clamd.ctl',
+    })
+  })
+
+  it('accepts the edges of the port range', () => {
+    expect(loadConfig({ MOAT_SMTP_PORT: '0' }).smtp.port).toBe(0)
+    expect(loadConfig({ MOAT_SMTP_PORT: '65535' }).smtp.port).toBe(65535)
+  })
+})
+
+describe('loadConfig errors name the variable, its value and what it expects', () => {
+  it('MOAT_SMTP_PORT=abc', () => {
+    const err = configError({ MOAT_SMTP_PORT: 'abc' })
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toBe('invalid configuration:\n  MOAT_SMTP_PORT="abc": expected a TCP port number')
+  })
+
+  it('MOAT_SMTP_PORT=70000 and -1', () => {
+    expect(configError({ MOAT_SMTP_PORT: '70000' }).message).toBe(
+      'invalid configuration:\n  MOAT_SMTP_PORT="70000": expected a port between 0 and 65535',
+    )
+    expect(configError({ MOAT_SMTP_PORT: '-1' }).message).toBe(
+      'invalid configuration:\n  MOAT_SMTP_PORT="-1": expected a port between 0 and 65535',
+    )
+  })
+
+  it('MOAT_SMTP_PORT=25.5', () => {
+    expect(configError({ MOAT_SMTP_PORT: '25.5' }).message).toBe(
+      'invalid configuration:\n  MOAT_SMTP_PORT="25.5": expected a whole number',
+    )
+  })
+
+  it('MOAT_VIRUS_SCAN=maybe', () => {
+    expect(configError({ MOAT_VIRUS_SCAN: 'maybe' }).message).toBe(
+      'invalid configuration:\n  MOAT_VIRUS_SCAN="maybe": expected on or off',
+    )
+  })
+
+  it('MOAT_CLAMD=localhost:3310', () => {
+    expect(configError({ MOAT_CLAMD: 'localhost:3310' }).message).toBe(
+      'invalid configuration:\n  MOAT_CLAMD="localhost:3310": expected auto, tcp://host:port or an absolute path to the clamd socket',
+    )
+  })
+
+  it('MOAT_MAX_RECIPIENTS=0 and MOAT_SMTP_PROXY_PROTOCOL=sure', () => {
+    expect(configError({ MOAT_MAX_RECIPIENTS: '0' }).message).toBe(
+      'invalid configuration:\n  MOAT_MAX_RECIPIENTS="0": expected a number above 0',
+    )
+    expect(configError({ MOAT_SMTP_PROXY_PROTOCOL: 'sure' }).message).toBe(
+      'invalid configuration:\n  MOAT_SMTP_PROXY_PROTOCOL="sure": expected one of 1, 0, true, false, yes, no, on, off',
+    )
+  })
+
+  it('MOAT_TLS_CERT without MOAT_TLS_KEY, and the other way round', () => {
+    const expected =
+      'invalid configuration:\n  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither'
+    expect(configError({ MOAT_TLS_CERT: '/etc/moat/cert.pem' }).message).toBe(expected)
+    expect(configError({ MOAT_TLS_KEY: '/etc/moat/key.pem' }).message).toBe(expected)
+  })
+
+  it('lists several bad variables together, the TLS pair included', () => {
+    const err = configError({
+      MOAT_SMTP_PORT: 'abc',
+      MOAT_VIRUS_SCAN: 'maybe',
+      MOAT_CLAMD: 'localhost:3310',
+      MOAT_MAX_MESSAGE_BYTES: '1.5',
+      MOAT_TLS_CERT: '/etc/moat/cert.pem',
+    })
+    expect(err.message).toBe(
+      [
+        'invalid configuration:',
+        '  MOAT_SMTP_PORT="abc": expected a TCP port number',
+        '  MOAT_MAX_MESSAGE_BYTES="1.5": expected a whole number',
+        '  MOAT_CLAMD="localhost:3310": expected auto, tcp://host:port or an absolute path to the clamd socket',
+        '  MOAT_VIRUS_SCAN="maybe": expected on or off',
+        '  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither',
+      ].join('\n'),
+    )
+  })
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ MOAT_SMTP_PORTT: 'abc', PATH: '/usr/bin', HOME: '/root' }).smtp.port).toBe(2525)
+  })
+})
