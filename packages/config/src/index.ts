@@ -34,7 +34,10 @@ const clamd = z.string().refine((v) => v === 'auto' || /^tcp:\/\/[^:/]+:\d+$/.te
 const schema = z.object({
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\/\S+$/, 'expected a postgres:// URL, e.g. postgres://user:password@host:5432/moat')
+    .regex(
+      /^postgres(ql)?:\/\/\S+$/,
+      'expected a postgres:// URL, e.g. postgres://user:password@host:5432/moat',
+    )
     .optional(),
   MOAT_DATA_DIR: z.string().default('./data'),
   MOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
