@@ -5,15 +5,19 @@ import {
   addDomain,
   createResolver,
   createTenant,
+  type MessageTrace,
   parseDestination,
   setRoutes,
+  showMessage,
   VERIFICATION_PREFIX,
   verifyDomain,
 } from '@moat/core'
 import { createLogger } from '@moat/log'
 import type { VirusScanner } from '@moat/scan'
+import nodemailer, { type SendMailOptions } from 'nodemailer'
 import { createTestDatabase, type TestDatabase } from './database'
 import { startDnsServer, type TestDnsServer, tempDir } from './peers'
+import { eventually } from './wait'
 
 export interface Harness {
   config: Config
@@ -25,6 +29,14 @@ export interface Harness {
   dataDir: string
   /** the ingest SMTP port */
   smtpPort: number
+  /** Sends a message to Moat over SMTP (STARTTLS when offered) and resolves with the queue id of its `250`. */
+  send(message: SendMailOptions): Promise<string>
+  /** Waits until the (first) record of `queueId` satisfies `done`, and resolves with its trace. */
+  traceWhen(
+    queueId: string,
+    done: (trace: MessageTrace) => boolean,
+    timeoutMs?: number,
+  ): Promise<MessageTrace>
   /** Creates a tenant with a domain verified through the test DNS server and routed to `destinations`. */
   customer(input: {
     tenant: string
@@ -73,6 +85,29 @@ export async function startHarness(
     dns,
     dataDir,
     smtpPort: stack.ingest?.port ?? 0,
+    async send(message) {
+      const info = await nodemailer
+        .createTransport({
+          host: '127.0.0.1',
+          port: stack.ingest?.port,
+          secure: false,
+          tls: { rejectUnauthorized: false },
+        })
+        .sendMail(message)
+      const queueId = /^250 2\.0\.0 queued as (\S+)$/.exec(info.response)?.[1]
+      if (!queueId) throw new Error(`unexpected reply to DATA: ${info.response}`)
+      return queueId
+    },
+    traceWhen(queueId, done, timeoutMs) {
+      return eventually(
+        `message ${queueId} to reach the expected state`,
+        async () => {
+          const [trace] = await showMessage(stack.database.db, queueId).catch(() => [])
+          return trace && done(trace) ? trace : undefined
+        },
+        timeoutMs,
+      )
+    },
     async customer(input) {
       const db = stack.database.db
       const tenant = await createTenant(db, { name: input.tenant, actor: 'test' })

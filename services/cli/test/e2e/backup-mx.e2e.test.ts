@@ -1,36 +1,15 @@
 import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { type MessageTrace, showMessage } from '@moat/core'
 import { freePort, type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
-import nodemailer from 'nodemailer'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const run = promisify(execFile)
 const MOAT = path.resolve(import.meta.dirname, '../../bin/moat.js')
 const clamdUrl = inject('clamdUrl')
 
-async function until(h: Harness, queueId: string, done: (t: MessageTrace) => boolean, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const [trace] = await showMessage(h.stack.database.db, queueId).catch(() => [])
-    if (trace && done(trace)) return trace
-    if (Date.now() > deadline) throw new Error(`timed out; last status ${trace?.message.status}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
-async function send(h: Harness, to: string, subject: string): Promise<string> {
-  const info = await nodemailer
-    .createTransport({
-      host: '127.0.0.1',
-      port: h.smtpPort,
-      secure: false,
-      tls: { rejectUnauthorized: false },
-    })
-    .sendMail({ from: 'alice@sender.example', to, subject, text: `body of ${subject}` })
-  return info.response.split(' ').pop() as string
-}
+const send = (h: Harness, to: string, subject: string) =>
+  h.send({ from: 'alice@sender.example', to, subject, text: `body of ${subject}` })
 
 describe.skipIf(!clamdUrl)(
   `store and forward while the customer's server is down ${inject('clamdMissing')}`,
@@ -55,7 +34,7 @@ describe.skipIf(!clamdUrl)(
       await h.customer({ tenant: 'down-co', domain: 'down.test', destinations: [`127.0.0.1:${port}`] })
       const queueId = await send(h, 'carol@down.test', 'while you were out')
 
-      const deferred = await until(h, queueId, (t) => t.attempts.length >= 2)
+      const deferred = await h.traceWhen(queueId, (t) => t.attempts.length >= 2)
       expect(deferred.message.status).toBe('deferred')
       expect(deferred.recipients[0]?.status).toBe('deferred')
       expect(deferred.attempts.every((a) => a.outcome === 'deferred' && /ECONNREFUSED/.test(a.reply))).toBe(
@@ -68,7 +47,7 @@ describe.skipIf(!clamdUrl)(
       sinks.push(sink)
       const [mail] = await sink.waitFor(1)
       expect(mail?.raw.toString()).toContain('Subject: while you were out')
-      const done = await until(h, queueId, (t) => t.message.status === 'delivered')
+      const done = await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
       expect(done.attempts.at(-1)?.outcome).toBe('delivered')
       expect(done.attempts.slice(0, -1).every((a) => a.outcome === 'deferred')).toBe(true)
       expect(done.recipients[0]).toMatchObject({ status: 'delivered', attempts: done.attempts.length })
@@ -94,7 +73,7 @@ describe.skipIf(!clamdUrl)(
       const queueId = await send(h, 'dave@two.test', 'failover')
       const [mail] = await backup.waitFor(1)
       expect(mail?.to).toEqual(['dave@two.test'])
-      const done = await until(h, queueId, (t) => t.message.status === 'delivered')
+      const done = await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
       // the lower priority number was tried first, in the same pass
       expect(done.attempts.map((a) => [a.port, a.outcome])).toEqual([
         [downPort, 'deferred'],
@@ -111,8 +90,7 @@ describe.skipIf(!clamdUrl)(
           : undefined
       await h.customer({ tenant: 'perm-co', domain: 'perm.test', destinations: [`127.0.0.1:${sink.port}`] })
       const queueId = await send(h, 'gone@perm.test, here@perm.test', 'partly')
-      const done = await until(
-        h,
+      const done = await h.traceWhen(
         queueId,
         (t) => !['received', 'queued', 'deferred'].includes(t.message.status),
       )
@@ -147,7 +125,7 @@ describe.skipIf(!clamdUrl)('giving up', () => {
     const port = await freePort()
     await h.customer({ tenant: 'never-co', domain: 'never.test', destinations: [`127.0.0.1:${port}`] })
     const queueId = await send(h, 'erin@never.test', 'into the void')
-    const done = await until(h, queueId, (t) => t.message.status === 'failed')
+    const done = await h.traceWhen(queueId, (t) => t.message.status === 'failed')
     expect(done.recipients[0]?.lastReply).toMatch(/^expired after \d+s; last reply: .*ECONNREFUSED/)
     expect(done.events.map((e) => e.kind)).toContain('expired')
     expect(done.attempts.length).toBeGreaterThanOrEqual(2)

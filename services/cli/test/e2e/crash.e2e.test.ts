@@ -2,8 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import net from 'node:net'
 import path from 'node:path'
 import { showMessage } from '@moat/core'
-import { type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
-import nodemailer from 'nodemailer'
+import { eventually, type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const MOAT = path.resolve(import.meta.dirname, '../../bin/moat.js')
@@ -39,18 +38,6 @@ function scanWorker(env: Record<string, string>): ChildProcess {
   return child
 }
 
-async function waitUntil(
-  what: string,
-  fn: () => boolean | Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
 describe.skipIf(!clamdUrl)(`a scan worker killed mid-job ${inject('clamdMissing')}`, () => {
   let h: Harness
   let sink: SmtpSink
@@ -73,24 +60,16 @@ describe.skipIf(!clamdUrl)(`a scan worker killed mid-job ${inject('clamdMissing'
     const first = scanWorker({ ...h.env, MOAT_CLAMD: stall.url, MOAT_SCAN_VISIBILITY_SECONDS: '2' })
     children.push(first)
 
-    const info = await nodemailer
-      .createTransport({
-        host: '127.0.0.1',
-        port: h.smtpPort,
-        secure: false,
-        tls: { rejectUnauthorized: false },
-      })
-      .sendMail({
-        from: 'alice@sender.example',
-        to: 'bob@acme.test',
-        subject: 'survives a crash',
-        text: 'hello',
-        messageId: '<crash-test@sender.example>',
-      })
-    const queueId = info.response.split(' ').pop() as string
+    const queueId = await h.send({
+      from: 'alice@sender.example',
+      to: 'bob@acme.test',
+      subject: 'survives a crash',
+      text: 'hello',
+      messageId: '<crash-test@sender.example>',
+    })
 
     // the worker has taken the job and is waiting on the scanner: kill it there
-    await waitUntil('the scan to start', () => stall.connections() > 0)
+    await eventually('the scan to start', () => stall.connections() > 0)
     first.kill('SIGKILL')
     await new Promise((resolve) => first.once('exit', resolve))
     stall.close()
@@ -101,10 +80,7 @@ describe.skipIf(!clamdUrl)(`a scan worker killed mid-job ${inject('clamdMissing'
     const second = scanWorker({ ...h.env, MOAT_CLAMD: clamdUrl, MOAT_SCAN_VISIBILITY_SECONDS: '2' })
     children.push(second)
     await sink.waitFor(1, 60_000)
-    await waitUntil('delivered status', async () => {
-      const [t] = await showMessage(h.stack.database.db, queueId)
-      return t?.message.status === 'delivered'
-    })
+    await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
     // give a duplicate every chance to show up
     await new Promise((resolve) => setTimeout(resolve, 3000))
     expect(sink.messages.filter((m) => m.raw.includes('<crash-test@sender.example>'))).toHaveLength(1)

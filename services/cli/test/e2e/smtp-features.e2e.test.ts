@@ -1,20 +1,10 @@
 import net from 'node:net'
 import { showMessage } from '@moat/core'
-import { type Harness, rawSmtp, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
+import { eventually, type Harness, rawSmtp, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
 import nodemailer from 'nodemailer'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const clamdUrl = inject('clamdUrl')
-
-async function until<T>(fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
 describe.skipIf(!clamdUrl)(
   `SMTP service extensions and multi-tenant transactions ${inject('clamdMissing')}`,
@@ -104,7 +94,7 @@ describe.skipIf(!clamdUrl)(
           text: 'one message, two tenants',
         })
       const queueId = info.response.split(' ').pop() as string
-      const traces = await until(async () => {
+      const traces = await eventually('both records delivered', async () => {
         const t = await showMessage(h.stack.database.db, queueId)
         return t.length === 2 && t.every((x) => x.message.status === 'delivered') && t
       })
@@ -115,7 +105,9 @@ describe.skipIf(!clamdUrl)(
       expect(byTenant.acme?.message.id).not.toBe(byTenant.globex?.message.id)
 
       const ofThisMessage = (sink: SmtpSink | undefined) =>
-        until(async () => sink?.messages.find((m) => m.raw.includes('Subject: to two customers')))
+        eventually('the message at the sink', () =>
+          sink?.messages.find((m) => m.raw.includes('Subject: to two customers')),
+        )
       const toAcme = await ofThisMessage(sinks.acme)
       const toGlobex = await ofThisMessage(sinks.globex)
       expect(toAcme?.to).toEqual(['bob@acme.test', 'dan@acme.test'])
@@ -138,9 +130,7 @@ describe.skipIf(!clamdUrl)(
       )
       smtp.close()
       const queueId = reply.text.split(' ').pop() as string
-      await until(
-        async () => (await showMessage(h.stack.database.db, queueId))[0]?.message.status === 'delivered',
-      )
+      await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
       const bounce = sinks.globex?.messages.find((m) => m.raw.includes('Undelivered Mail'))
       expect(bounce?.from).toBe('')
     })
