@@ -37,6 +37,8 @@ export interface LoadOptions {
   timeoutMs?: number
   /** limit for each SMTP reply */
   replyTimeoutMs?: number
+  /** give up when the server has answered nothing for this long (a hung server ends the run early) */
+  stallMs?: number
   /** prefix of the X-Bench-Id values (`<prefix>-<index>`) */
   idPrefix?: string
   /** EHLO name */
@@ -279,7 +281,8 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
   const options: Required<LoadOptions> = {
     perConnection: 0,
     timeoutMs: 300_000,
-    replyTimeoutMs: 60_000,
+    replyTimeoutMs: 30_000,
+    stallMs: 30_000,
     idPrefix: `load-${Date.now().toString(36)}`,
     helo: 'loadgen.test',
     ...input,
@@ -290,12 +293,18 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
   const records: MessageRecord[] = []
   let next = 0
   let connectionsOpened = 0
+  let lastReplyAt = Date.now()
+  let stalled = false
+  const alive = (): boolean => {
+    if (Date.now() - lastReplyAt > options.stallMs) stalled = true
+    return !stalled && Date.now() < deadline
+  }
 
   const worker = async (connection: number): Promise<void> => {
     let conn: Connection | null = null
     let onThisConnection = 0
     // at most one iteration per message; stops at the deadline
-    while (next < count && Date.now() < deadline) {
+    while (next < count && alive()) {
       const index = next++
       const id = `${options.idPrefix}-${index}`
       const record: MessageRecord = {
@@ -331,6 +340,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
         const dataEndAt = now()
         record.dataEndAt = dataEndAt
         const r = await conn.read()
+        lastReplyAt = Date.now()
         record.latencyMs = now() - dataEndAt
         record.code = r.code
         record.reply = r.text
@@ -371,7 +381,12 @@ export async function runLoad(input: LoadOptions): Promise<LoadResult> {
     errorKinds[kind] = (errorKinds[kind] ?? 0) + 1
   }
   const notAttempted = count - records.length
-  if (notAttempted > 0) errorKinds['not attempted before the deadline'] = notAttempted
+  if (notAttempted > 0) {
+    const why = stalled
+      ? `the server answered nothing for ${options.stallMs / 1000} s`
+      : 'the run deadline passed'
+    errorKinds[`not attempted: ${why}`] = notAttempted
+  }
   const accepted = records.filter((r) => r.ok)
   const elapsedMs = finishedAt - startedAt
   return {
@@ -451,7 +466,7 @@ async function main(): Promise<void> {
       const timer = setTimeout(resolve, 60_000)
       process.stdin.once('data', () => {
         clearTimeout(timer)
-        process.stdin.pause()
+        process.stdin.destroy() // a paused stdin pipe would keep this process alive
         resolve()
       })
     })
@@ -474,8 +489,12 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : err)
-    process.exit(2)
-  })
+  main().then(
+    // half-closed sockets must not hold a finished run; stdout is synchronous for files and pipes
+    () => process.exit(),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err)
+      process.exit(2)
+    },
+  )
 }
