@@ -38,7 +38,7 @@ export async function openDatabase(options: {
   maxConnections?: number
 }): Promise<Database> {
   if (options.databaseUrl)
-    return connect(options.databaseUrl, options.maxConnections ?? 10, false, async () => {})
+    return connect(options.databaseUrl, options.maxConnections ?? 20, false, async () => {})
   const embedded = await openEmbedded(options.dataDir, options.role ?? 'cli')
   return connect(embedded.url, options.maxConnections ?? 4, embedded.owner, embedded.close)
 }

@@ -197,5 +197,9 @@ export const queueJobs = pgTable(
     receipt: text('receipt'),
     sentAt: timestamp('sent_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('queue_jobs_ready').on(t.queue, t.visibleAt)],
+  (t) => [
+    index('queue_jobs_ready').on(t.queue, t.visibleAt),
+    // finds the few jobs due for dead-lettering without walking the whole backlog
+    index('queue_jobs_receives').on(t.queue, t.receiveCount),
+  ],
 )

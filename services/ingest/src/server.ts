@@ -47,6 +47,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
     hostname: config.hostname,
   })
   const accepted = new WeakMap<SMTPServerSession['envelope'], AcceptedRecipient[]>()
+  const lookupDomain = cachedFor(DOMAIN_CACHE_MS, (domain: string) => findAcceptingDomain(deps.db, domain))
 
   const server = new SMTPServer({
     name: config.hostname,
@@ -80,7 +81,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
         callback(reply.badAddress(address.address))
         return
       }
-      findAcceptingDomain(deps.db, domain).then(
+      lookupDomain(domain.toLowerCase()).then(
         (found) => {
           if (!found) {
             log.info(
@@ -132,6 +133,24 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   return {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** How long a recipient domain's lookup is reused: a newly verified or suspended domain takes effect within this. */
+const DOMAIN_CACHE_MS = 5_000
+
+/** Memoizes an async lookup per key for `ttlMs`, answers and misses alike; failures are not kept. */
+function cachedFor<T>(ttlMs: number, lookup: (key: string) => Promise<T>): (key: string) => Promise<T> {
+  const cache = new Map<string, { value: Promise<T>; expires: number }>()
+  return (key) => {
+    const now = Date.now()
+    const hit = cache.get(key)
+    if (hit && hit.expires > now) return hit.value
+    if (cache.size > 10_000) cache.clear()
+    const value = lookup(key)
+    cache.set(key, { value, expires: now + ttlMs })
+    value.catch(() => cache.delete(key))
+    return value
   }
 }
 

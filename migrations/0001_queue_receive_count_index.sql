@@ -1,0 +1,1 @@
+CREATE INDEX "queue_jobs_receives" ON "queue_jobs" USING btree ("queue","receive_count");
