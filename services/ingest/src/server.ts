@@ -91,7 +91,10 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
             callback(reply.relayDenied(domain))
             return
           }
-          list.push({ address: address.address, ...found })
+          // a repeated RCPT TO for the same address is accepted once
+          if (!list.some((r) => r.address.toLowerCase() === address.address.toLowerCase())) {
+            list.push({ address: address.address, ...found })
+          }
           accepted.set(session.envelope, list)
           callback()
         },
