@@ -215,6 +215,10 @@ export async function rawSmtp(port: number, host = '127.0.0.1') {
     greeting,
     /** the next reply, for pipelined commands */
     read,
+    /** writes raw bytes, with no reply expected */
+    write(data: string) {
+      socket.write(data)
+    },
     send(line: string): Promise<Reply> {
       socket.write(`${line}\r\n`)
       return read()

@@ -144,3 +144,53 @@ describe('SMTP refusals at the front door (ingest only, real SMTP)', () => {
     expect((await stored(h)).jobs).toBe(before.jobs + 1)
   })
 })
+
+describe('hostile and broken SMTP clients', () => {
+  let h: Harness
+
+  beforeAll(async () => {
+    h = await startHarness({ only: ['ingest'] })
+    await h.customer({ tenant: 'acme', domain: 'acme.test', destinations: ['127.0.0.1:9'] })
+  })
+  afterAll(async () => {
+    await h?.close()
+  })
+
+  it('answers nonsense with errors, keeps serving the session, and stores nothing from it', async () => {
+    // an HTTP client on the SMTP port is told off and dropped
+    const web = await rawSmtp(h.smtpPort)
+    expect((await web.send('GET / HTTP/1.1')).code).toBe(421)
+    web.close()
+
+    const smtp = await rawSmtp(h.smtpPort)
+    expect((await smtp.send('FROBNICATE now')).code).toBe(500)
+    expect((await smtp.send('EHLO client.example')).code).toBe(250)
+    expect((await smtp.send('RCPT TO:<b@acme.test>')).text).toMatch(/^503 /) // no MAIL FROM yet
+    expect((await smtp.send('MAIL FROM:<not an address>')).code).toBe(501)
+    expect((await smtp.send(`MAIL FROM:<a@${'x'.repeat(3000)}.example>`)).code).toBeGreaterThanOrEqual(500)
+    expect((await smtp.send('RCPT TO:<no-at-sign>')).code).toBeGreaterThanOrEqual(500)
+    smtp.close()
+    expect((await stored(h)).messages).toBe(0)
+  })
+
+  it('survives a client that disconnects in the middle of DATA, and keeps nothing of it', async () => {
+    const smtp = await rawSmtp(h.smtpPort)
+    await smtp.send('EHLO client.example')
+    await smtp.send('MAIL FROM:<a@sender.example>')
+    await smtp.send('RCPT TO:<b@acme.test>')
+    expect((await smtp.send('DATA')).code).toBe(354)
+    smtp.write('Subject: cut off\r\n\r\nhalf a messa')
+    smtp.close()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const after = await stored(h)
+    expect(after).toEqual({ messages: 0, recipients: 0, jobs: 0, objects: [] })
+    // and the server still takes mail
+    const ok = await rawSmtp(h.smtpPort)
+    await ok.send('EHLO client.example')
+    await ok.send('MAIL FROM:<a@sender.example>')
+    await ok.send('RCPT TO:<b@acme.test>')
+    await ok.send('DATA')
+    expect((await ok.data('Subject: whole\r\n\r\nall here\r\n')).code).toBe(250)
+    ok.close()
+  })
+})
