@@ -197,7 +197,8 @@ export interface Consumer {
 /**
  * Runs `handle` on jobs from `queue` with at most `concurrency` at once. The handler deletes its
  * job itself (inside the transaction that records the outcome); a handler that throws leaves the
- * job to reappear after its visibility timeout.
+ * job to reappear after its visibility timeout. While a handler runs, its job's visibility is
+ * extended every half timeout, so only a dead worker's jobs come back.
  */
 export function consume<T>(
   queue: Queue<T>,
@@ -235,12 +236,21 @@ export function consume<T>(
         continue
       }
       for (const job of jobs) {
+        // while the handler runs, keep the job hidden: a slow job must not be handed to a second
+        // worker; if this process dies, the extensions stop and the job comes back
+        const heartbeat = setInterval(
+          () => {
+            queue.changeVisibility(job.receipt, options.visibilityTimeout).catch(() => {})
+          },
+          (options.visibilityTimeout * 1000) / 2,
+        )
         const task = options
           .handle(job)
           .catch((err: unknown) => {
             options.log.error({ err, queue: queue.name, jobId: job.id }, 'job failed; it will be retried')
           })
           .finally(() => {
+            clearInterval(heartbeat)
             running.delete(task)
             slotFreed()
           })

@@ -323,6 +323,38 @@ export function queueContract(label: string, makeFixture: () => Promise<QueueFix
       expect(await queue.depth()).toEqual({ visible: 0, delayed: 0, inFlight: 0, dead: 0 })
     })
 
+    it('consume() keeps a slow job hidden while its handler runs, so no other worker gets it', async () => {
+      const queue = create<string>()
+      const other = fx.connect<string>(queue.name)
+      await queue.send('slow')
+      let finished!: () => void
+      const done = new Promise<void>((resolve) => {
+        finished = resolve
+      })
+      const runs: number[] = []
+      const consumer = consume(queue, {
+        concurrency: 1,
+        visibilityTimeout: 1,
+        log: createLogger({ level: 'silent' }),
+        async handle(job) {
+          runs.push(job.receiveCount)
+          await sleep(3_500) // three and a half visibility timeouts
+          await queue.delete(job.receipt)
+          finished()
+        },
+      })
+      // another worker polling all along never sees the job
+      const stolen: unknown[] = []
+      const deadline = Date.now() + 3_000
+      while (Date.now() < deadline)
+        stolen.push(...(await other.receive({ visibilityTimeout: 30, waitSeconds: 0.2 })))
+      await done
+      await consumer.stop(5_000)
+      expect(stolen).toEqual([])
+      expect(runs).toEqual([1])
+      expect(await queue.depth()).toEqual({ visible: 0, delayed: 0, inFlight: 0, dead: 0 })
+    })
+
     it('consume().stop() waits for running handlers and takes no new jobs', async () => {
       const queue = create<string>()
       await queue.send('long job')
