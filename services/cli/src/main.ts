@@ -257,6 +257,15 @@ export async function main(argv: string[]): Promise<void> {
       return
     }
     const code = (err as NodeJS.ErrnoException).code
+    const listen = err as NodeJS.ErrnoException & { address?: string; port?: number }
+    if (listen.syscall === 'listen' && (code === 'EADDRINUSE' || code === 'EACCES')) {
+      const why = code === 'EADDRINUSE' ? 'the address is already in use' : 'permission denied'
+      console.error(
+        `error: cannot listen on ${listen.address}:${listen.port}: ${why}\n  stop the other server or choose another port with MOAT_SMTP_PORT`,
+      )
+      process.exitCode = 1
+      return
+    }
     if (code === 'ECONNREFUSED') {
       console.error(`error: cannot reach the database (${(err as Error).message}); check DATABASE_URL`)
       process.exitCode = 1
