@@ -94,14 +94,8 @@ export class PostgresQueue<T> implements Queue<T> {
   }
 
   private async receiveNow(max: number, visibility: number): Promise<ReceivedJob<T>[]> {
-    // dead-letter first: jobs that were received maxReceives times and came back
-    await this.db.execute(sql`
-      update queue_jobs set queue = ${this.deadLetterName}, receipt = null
-      where id in (
-        select id from queue_jobs
-        where queue = ${this.name} and visible_at <= now() and receive_count >= ${this.maxReceives}
-        for update skip locked
-      )`)
+    // One statement: jobs received maxReceives times that came back move to the dead-letter queue
+    // (a data-modifying CTE always runs), and up to `max` others are taken.
     const rows = await this.db.execute<{
       id: string
       body: T
@@ -109,13 +103,22 @@ export class PostgresQueue<T> implements Queue<T> {
       receive_count: number
       sent_at: string
     }>(sql`
+      with dead as (
+        update queue_jobs set queue = ${this.deadLetterName}, receipt = null
+        where id in (
+          select id from queue_jobs
+          where queue = ${this.name} and visible_at <= now() and receive_count >= ${this.maxReceives}
+          for update skip locked
+        )
+        returning id
+      )
       update queue_jobs j
       set visible_at = now() + make_interval(secs => ${visibility}),
           receive_count = j.receive_count + 1,
           receipt = md5(random()::text || clock_timestamp()::text || j.id::text)
       from (
         select id from queue_jobs
-        where queue = ${this.name} and visible_at <= now()
+        where queue = ${this.name} and visible_at <= now() and receive_count < ${this.maxReceives}
         order by visible_at, id
         limit ${max}
         for update skip locked
