@@ -1,7 +1,7 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { listRoutes, orderDestinations, recordEvent } from '@moat/core'
-import { type Db, deliveryAttempts, domains, type Executor, messages, recipients } from '@moat/db'
+import { listRoutes, orderDestinations } from '@moat/core'
+import { type Db, deliveryAttempts, domains, type Executor, messageEvents, messages, recipients } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
@@ -124,9 +124,53 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   )
   const noRouteReply = `no destination server is configured for ${domain?.name ?? domainId}`
 
+  const delivered = pending
+    .filter((r) => outcome.get(r.address)?.status === 'delivered')
+    .map((r) => r.address)
+  const failed = pending.filter((r) => outcome.get(r.address)?.status === 'failed').map((r) => r.address)
+  const deferred = pending.map((r) => r.address).filter((a) => !delivered.includes(a) && !failed.includes(a))
+  const events: { kind: string; detail: Record<string, unknown> }[] = []
+  if (delivered.length) {
+    events.push({
+      kind: 'delivered',
+      detail: { recipients: delivered, reply: outcome.get(delivered[0] ?? '')?.reply },
+    })
+  }
+  if (failed.length) {
+    events.push({
+      kind: 'failed',
+      detail: { recipients: failed, reply: outcome.get(failed[0] ?? '')?.reply },
+    })
+  }
+  if (deferred.length && expired) {
+    events.push({ kind: 'expired', detail: { recipients: deferred, ageSeconds: Math.round(ageSeconds) } })
+  } else if (deferred.length) {
+    events.push({
+      kind: 'deferred',
+      detail: {
+        recipients: deferred,
+        reason: noRoute ? noRouteReply : (outcome.get(deferred[0] ?? '')?.reply ?? 'temporary failure'),
+        attempt: tries,
+        retryInSeconds: delay,
+        nextAttemptAt: new Date(Date.now() + delay * 1000).toISOString(),
+      },
+    })
+  }
+
   await db.transaction(async (tx) => {
-    for (const a of attempts) {
-      await tx.insert(deliveryAttempts).values({ messageId, tenantId: message.tenantId, ...a })
+    // independent writes, pipelined on the transaction's connection; the status summary reads them after
+    const writes: Promise<unknown>[] = [deps.deliverQueue.delete(job.receipt, { tx })]
+    if (attempts.length) {
+      writes.push(
+        tx
+          .insert(deliveryAttempts)
+          .values(attempts.map((a) => ({ messageId, tenantId: message.tenantId, ...a }))),
+      )
+    }
+    if (events.length) {
+      writes.push(
+        tx.insert(messageEvents).values(events.map((e) => ({ messageId, tenantId: message.tenantId, ...e }))),
+      )
     }
     for (const r of pending) {
       const o = outcome.get(r.address) ?? { status: 'deferred' as const, reply: noRouteReply }
@@ -135,44 +179,18 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
         o.status === 'deferred' && expired
           ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}`
           : o.reply
-      await tx
-        .update(recipients)
-        .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
-        .where(eq(recipients.id, r.id))
+      writes.push(
+        tx
+          .update(recipients)
+          .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
+          .where(eq(recipients.id, r.id)),
+      )
     }
-    const delivered = pending
-      .filter((r) => outcome.get(r.address)?.status === 'delivered')
-      .map((r) => r.address)
-    const failed = pending.filter((r) => outcome.get(r.address)?.status === 'failed').map((r) => r.address)
-    const deferred = pending
-      .map((r) => r.address)
-      .filter((a) => !delivered.includes(a) && !failed.includes(a))
-    if (delivered.length)
-      await recordEvent(tx, message, 'delivered', {
-        recipients: delivered,
-        reply: outcome.get(delivered[0] ?? '')?.reply,
-      })
-    if (failed.length) {
-      await recordEvent(tx, message, 'failed', {
-        recipients: failed,
-        reply: outcome.get(failed[0] ?? '')?.reply,
-      })
+    if (deferred.length && !expired) {
+      writes.push(deps.deliverQueue.send({ messageId, domainId }, { tx, delaySeconds: delay }))
     }
-    if (deferred.length && expired) {
-      await recordEvent(tx, message, 'expired', { recipients: deferred, ageSeconds: Math.round(ageSeconds) })
-    } else if (deferred.length) {
-      const reason = noRoute ? noRouteReply : (outcome.get(deferred[0] ?? '')?.reply ?? 'temporary failure')
-      await recordEvent(tx, message, 'deferred', {
-        recipients: deferred,
-        reason,
-        attempt: tries,
-        retryInSeconds: delay,
-        nextAttemptAt: new Date(Date.now() + delay * 1000).toISOString(),
-      })
-      await deps.deliverQueue.send({ messageId, domainId }, { tx, delaySeconds: delay })
-    }
+    await Promise.all(writes)
     await updateMessageStatus(tx, messageId)
-    await deps.deliverQueue.delete(job.receipt, { tx })
   })
   jobLog.info({ attempts: attempts.length, tries, expired }, 'delivery pass done')
 }

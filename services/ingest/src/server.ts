@@ -215,19 +215,22 @@ async function receive(
           clientHelo: session.hostNameAppearsAs,
           receivedAt: now,
         })
-        await tx
-          .insert(recipients)
-          .values(list.map((r) => ({ messageId: id, tenantId, address: r.address, domainId: r.domainId })))
-        await recordEvent(tx, { id, tenantId }, 'received', {
-          queueId,
-          from: mailFrom,
-          to: list.map((r) => r.address),
-          size,
-          clientIp: session.remoteAddress,
-          helo: session.hostNameAppearsAs,
-          tls: Boolean(session.secure),
-        })
-        await deps.scanQueue.send({ messageId: id }, { tx })
+        // independent of each other once the message row exists: pipelined on the connection
+        await Promise.all([
+          tx
+            .insert(recipients)
+            .values(list.map((r) => ({ messageId: id, tenantId, address: r.address, domainId: r.domainId }))),
+          recordEvent(tx, { id, tenantId }, 'received', {
+            queueId,
+            from: mailFrom,
+            to: list.map((r) => r.address),
+            size,
+            clientIp: session.remoteAddress,
+            helo: session.hostNameAppearsAs,
+            tls: Boolean(session.secure),
+          }),
+          deps.scanQueue.send({ messageId: id }, { tx }),
+        ])
         created.push(id)
       }
       return created

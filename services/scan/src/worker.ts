@@ -98,28 +98,36 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
       .where(and(eq(messages.id, messageId), eq(messages.status, 'received')))
       .returning({ id: messages.id })
     if (!updated.length) return // another worker finished it first
-    await recordEvent(tx, message, 'scanned', {
-      action: verdict.action,
-      reason: verdict.reason,
-      virusScan: verdict.virusScan,
-      virusName: verdict.virusName,
-      checks: verdict.checks,
-      durationMs,
-    })
+    // statements that do not depend on each other are pipelined on the transaction's connection
+    const [, domainsToDeliver] = await Promise.all([
+      recordEvent(tx, message, 'scanned', {
+        action: verdict.action,
+        reason: verdict.reason,
+        virusScan: verdict.virusScan,
+        virusName: verdict.virusName,
+        checks: verdict.checks,
+        durationMs,
+      }),
+      verdict.action === 'deliver'
+        ? tx
+            .selectDistinct({ domainId: recipients.domainId })
+            .from(recipients)
+            .where(eq(recipients.messageId, messageId))
+        : Promise.resolve([]),
+    ])
+    const followUps: Promise<unknown>[] = [deps.scanQueue.delete(job.receipt, { tx })]
     if (verdict.action === 'quarantine') {
-      await tx
-        .update(recipients)
-        .set({ status: 'quarantined', updatedAt: new Date() })
-        .where(eq(recipients.messageId, messageId))
-      await recordEvent(tx, message, 'quarantined', { reason: verdict.reason })
-    } else {
-      const rows = await tx
-        .selectDistinct({ domainId: recipients.domainId })
-        .from(recipients)
-        .where(eq(recipients.messageId, messageId))
-      for (const { domainId } of rows) await deps.deliverQueue.send({ messageId, domainId }, { tx })
+      followUps.push(
+        tx
+          .update(recipients)
+          .set({ status: 'quarantined', updatedAt: new Date() })
+          .where(eq(recipients.messageId, messageId)),
+        recordEvent(tx, message, 'quarantined', { reason: verdict.reason }),
+      )
     }
-    await deps.scanQueue.delete(job.receipt, { tx })
+    for (const { domainId } of domainsToDeliver)
+      followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
+    await Promise.all(followUps)
   })
   jobLog.info({ action: verdict.action, reason: verdict.reason, durationMs }, 'scanned')
 }
