@@ -27,6 +27,8 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+const WRITE_BATCH = 256 * 1024
+
 /** Rejects keys that could escape the store's root or name a directory. */
 function checkKey(key: string): void {
   if (
@@ -70,11 +72,24 @@ export class LocalObjectStore implements ObjectStore {
           // written here rather than through a WriteStream on handle.fd: when the source failed, that
           // stream closed the descriptor behind the handle's back, and EBADF from the close below hid
           // the source's error. A failing source now throws its own error out of this loop.
+          // SMTP data arrives a line or so per chunk: gather chunks into large writes, one write
+          // system call per WRITE_BATCH bytes rather than one per line
+          let batch: Buffer[] = []
+          let batched = 0
+          const flush = async () => {
+            const bytes = batch.length === 1 && batch[0] ? batch[0] : Buffer.concat(batch, batched)
+            batch = []
+            batched = 0
+            for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at)).bytesWritten
+          }
           for await (const chunk of body) {
             const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
-            for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at)).bytesWritten
+            batch.push(bytes)
+            batched += bytes.length
             size += bytes.length // bytes, also when the source yields strings
+            if (batched >= WRITE_BATCH) await flush()
           }
+          if (batched) await flush()
         }
         await handle.sync()
       } finally {
