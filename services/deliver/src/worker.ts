@@ -1,7 +1,15 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import { listRoutes, orderDestinations } from '@moat/core'
-import { type Db, deliveryAttempts, domains, type Executor, messageEvents, messages, recipients } from '@moat/db'
+import {
+  type Db,
+  deliveryAttempts,
+  domains,
+  type Executor,
+  messageEvents,
+  messages,
+  recipients,
+} from '@moat/db'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
