@@ -343,7 +343,8 @@ export function queueContract(label: string, makeFixture: () => Promise<QueueFix
           finished()
         },
       })
-      // another worker polling all along never sees the job
+      // once the handler has the job, another worker polling all along never sees it
+      while (!runs.length) await sleep(10)
       const stolen: unknown[] = []
       const deadline = Date.now() + 3_000
       while (Date.now() < deadline)
