@@ -4,11 +4,15 @@
  *
  *   npx tsx load-tests/ingest-bench.ts [--count 2000] [--concurrency 20] [--size 4096]
  *     [--warmup 50] [--scan-concurrency 8] [--deliver-concurrency 16] [--loadgen process|inline]
- *     [--drain-timeout 300] [--quiet-wait 60] [--ingest-only] [--out load-tests/results/ingest-<db>.md]
- *     [--no-save]
+ *     [--drain-timeout 300] [--quiet-wait 60] [--ingest-only | --split]
+ *     [--out load-tests/results/ingest-<db>.md] [--no-save]
  *
  * Embedded PGlite by default; a real PostgreSQL when DATABASE_URL is set (a fresh database is
  * created on that server and dropped afterwards). Results go to load-tests/results/ingest-<db>.md.
+ *
+ * --split: only ingest runs in this process; scan + deliver run in one child process
+ * (`node services/cli/bin/moat.js start --only scan,deliver`) on the same database and data
+ * directory. Results go to load-tests/results/ingest-<db>-split.md.
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -48,6 +52,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     'ingest-only': { type: 'boolean', default: false },
+    split: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -151,6 +156,169 @@ async function loadInChildProcess(options: LoadOptions, onReady: () => void): Pr
 }
 
 // ---------------------------------------------------------------------------------------------
+// --split: scan + deliver in a child process
+
+const MOAT_CLI = path.join(ROOT, 'services', 'cli', 'bin', 'moat.js')
+/** the child's graceful stop: its workers get up to 30 s to finish their jobs */
+const CHILD_STOP_MS = 40_000
+
+interface ScanDeliverChild {
+  pid: number
+  /** set once the child has exited, with how */
+  exited: string | undefined
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs` */
+  stop(graceMs: number): Promise<void>
+  /** SIGKILL now (error paths); synchronous, safe to call at any time */
+  kill(): void
+}
+
+/**
+ * Starts `moat start --only scan,deliver` in a child process and resolves once it has printed its
+ * start banner ("Moat is running: scan, deliver"). Its log lines go to stderr, prefixed.
+ */
+async function startScanDeliverChild(
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<ScanDeliverChild> {
+  const child = spawn(process.execPath, [MOAT_CLI, 'start', '--only', 'scan,deliver'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  if (child.pid === undefined) throw new Error(`could not start ${MOAT_CLI}`)
+  const pid = child.pid
+  let exited: string | undefined
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = signal ? `signal ${signal}` : `exit code ${code}`
+      resolve()
+    })
+    child.once('error', (err) => {
+      exited ??= `spawn error: ${err.message}`
+      resolve()
+    })
+  })
+  const kill = () => {
+    if (exited === undefined) child.kill('SIGKILL')
+  }
+  // a benchmark that dies for any reason must not leave the child running
+  const onSignal = (signal: NodeJS.Signals) => {
+    kill()
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  const unhook = () => {
+    process.removeListener('exit', kill)
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+  }
+  process.once('exit', kill)
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const forward = (line: string) => {
+    if (line.trim()) process.stderr.write(`[scan+deliver ${pid}] ${line}\n`)
+  }
+  let banner = false
+  let ready: () => void = () => {}
+  const readyPromise = new Promise<void>((resolve) => {
+    ready = resolve
+  })
+  let outBuffer = ''
+  child.stdout.on('data', (d: Buffer) => {
+    outBuffer += d.toString()
+    const lines = outBuffer.split('\n')
+    outBuffer = lines.pop() ?? ''
+    for (const line of lines) {
+      if (!banner && line.startsWith('Moat is running:')) {
+        banner = true
+        forward(line)
+        ready()
+      } else if (line.startsWith('{')) forward(line) // pino's JSON log lines; the rest is the banner
+    }
+  })
+  let errBuffer = ''
+  child.stderr.on('data', (d: Buffer) => {
+    errBuffer += d.toString()
+    const lines = errBuffer.split('\n')
+    errBuffer = lines.pop() ?? ''
+    for (const line of lines) forward(line)
+  })
+  const handle: ScanDeliverChild = {
+    pid,
+    get exited() {
+      return exited
+    },
+    async stop(graceMs) {
+      if (exited === undefined) {
+        child.kill('SIGTERM')
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([
+          exit,
+          new Promise<void>((resolve) => {
+            timer = setTimeout(() => {
+              console.error(`the scan + deliver child did not stop within ${graceMs / 1000}s: SIGKILL`)
+              kill()
+              resolve()
+            }, graceMs)
+          }),
+        ])
+        clearTimeout(timer)
+        await exit
+      }
+      unhook()
+    },
+    kill,
+  }
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([
+    readyPromise.then(() => 'ready' as const),
+    exit.then(() => 'exited' as const),
+    new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+    }),
+  ])
+  clearTimeout(timer)
+  if (outcome !== 'ready') {
+    kill()
+    await exit
+    unhook()
+    throw new Error(
+      outcome === 'exited'
+        ? `the scan + deliver child exited before it was ready (${exited})`
+        : `the scan + deliver child was not ready within ${timeoutMs / 1000}s`,
+    )
+  }
+  return handle
+}
+
+/**
+ * The customer sink (`startSmtpSink`) has no 'error' listener, so a connection reset by its client
+ * is an uncaught exception. In one process that cannot happen; with --split the deliver worker is
+ * another process, and when that dies (or gets SIGKILL on an error path) its connections are cut.
+ * Such resets are reported and ignored; any other uncaught exception ends the bench as before.
+ */
+function survivePeerResets(): void {
+  process.on('uncaughtException', (err: Error & { code?: string; meta?: { protocol?: string } }) => {
+    if (err?.meta?.protocol === 'smtp' && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+      console.error(`customer sink: a connection was cut (${err.code}); the scan + deliver child died?`)
+      return
+    }
+    console.error(err)
+    process.exit(1)
+  })
+}
+
+/** CPU seconds (user + system) of one thread, from /proc/<pid>/task/<tid>/stat; NaN if gone. */
+function threadSeconds(pid: number, tid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // where the CPU went
 
 const LOOP_SAMPLE_MS = 10
@@ -190,6 +358,9 @@ function machineTimes(): { busy: number; total: number } {
 interface Usage {
   windowSeconds: number
   moatCpuSeconds: number
+  /** --split: the scan + deliver child process (all its threads), and its main thread alone */
+  childCpuSeconds: number
+  childMainThreadCpuSeconds: number
   clamdCpuSeconds: number
   postgresCpuSeconds: number
   machineBusy: number
@@ -222,13 +393,17 @@ async function waitForQuiet(
 }
 const QUIET_BUSY = 0.15
 
-/** Starts measuring resource use; the returned function stops and reports. */
-function measure(): () => Usage {
+/**
+ * Starts measuring resource use; the returned function stops and reports. `childPid`: the
+ * --split scan + deliver process, measured on its own.
+ */
+function measure(childPid?: number): () => Usage {
   const start = now()
   const elu = performance.eventLoopUtilization()
   const cpu = process.cpuUsage()
   const machine = machineTimes()
   const before = processTimes()
+  const childMainBefore = childPid === undefined ? 0 : threadSeconds(childPid, childPid)
   const delay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS })
   delay.enable()
   return () => {
@@ -241,9 +416,17 @@ function measure(): () => Usage {
       return sum
     }
     const c = process.cpuUsage(cpu)
+    const childAfter = childPid === undefined ? undefined : after.get(childPid)
+    const childBefore = childPid === undefined ? undefined : before.get(childPid)
     return {
       windowSeconds: (now() - start) / 1000,
       moatCpuSeconds: (c.user + c.system) / 1e6,
+      childCpuSeconds:
+        childPid === undefined
+          ? 0
+          : (childAfter?.seconds ?? Number.NaN) - (childBefore?.seconds ?? Number.NaN),
+      childMainThreadCpuSeconds:
+        childPid === undefined ? 0 : threadSeconds(childPid, childPid) - childMainBefore,
       clamdCpuSeconds: used((p) => p.comm === 'clamd' && p.ppid === process.pid),
       postgresCpuSeconds: used((p) => p.comm === 'postgres'),
       machineBusy: (m.busy - machine.busy) / Math.max(1, m.total - machine.total),
@@ -395,6 +578,9 @@ async function main(): Promise<void> {
   const drainTimeoutMs = int('drain-timeout', 1) * 1000
   /** only the ingest service runs: acceptance alone, nothing is scanned or delivered */
   const ingestOnly = args['ingest-only']
+  /** ingest in this process, scan + deliver in one child process (`moat start --only scan,deliver`) */
+  const split = args.split
+  if (split && ingestOnly) throw new Error('--split and --ingest-only exclude each other')
   if (args.loadgen !== 'process' && args.loadgen !== 'inline') throw new Error('--loadgen: process or inline')
   const command =
     `${DATABASE_URL ? `DATABASE_URL=${DATABASE_URL} ` : ''}npx tsx load-tests/ingest-bench.ts ${process.argv.slice(2).join(' ')}`.trim()
@@ -402,18 +588,21 @@ async function main(): Promise<void> {
   let clamd: Clamd | undefined
   let sink: SmtpSink | undefined
   let h: Harness | undefined
+  let child: ScanDeliverChild | undefined
+  let finished = false
   try {
     clamd = await startClamd()
     sink = await startSmtpSink()
     instrument(sink)
+    const stackEnv = {
+      MOAT_CLAMD: clamd.url,
+      MOAT_LOG_LEVEL: 'warn',
+      MOAT_SCAN_CONCURRENCY: String(scanConcurrency),
+      MOAT_DELIVER_CONCURRENCY: String(deliverConcurrency),
+    }
     h = await startHarness({
-      ...(ingestOnly ? { only: ['ingest' as const] } : {}),
-      env: {
-        MOAT_CLAMD: clamd.url,
-        MOAT_LOG_LEVEL: 'warn',
-        MOAT_SCAN_CONCURRENCY: String(scanConcurrency),
-        MOAT_DELIVER_CONCURRENCY: String(deliverConcurrency),
-      },
+      ...(ingestOnly || split ? { only: ['ingest' as const] } : {}),
+      env: stackEnv,
     })
     const harness = h
     await harness.customer({
@@ -421,9 +610,22 @@ async function main(): Promise<void> {
       domain: TO_DOMAIN,
       destinations: [`127.0.0.1:${sink.port}:10`],
     })
+    if (split) {
+      survivePeerResets()
+      // harness.env: DATABASE_URL of the fresh database, the shared MOAT_DATA_DIR, DNS, poll interval
+      child = await startScanDeliverChild({ ...harness.env, ...stackEnv }, 120_000)
+      console.error(`scan + deliver: child process ${child.pid} is running`)
+    }
+    const scanDeliver = child
+    /** true (and says so) when the --split child has died: nothing more will be delivered */
+    const childDied = (): boolean => {
+      if (scanDeliver?.exited === undefined) return false
+      console.error(`the scan + deliver child process ended (${scanDeliver.exited})`)
+      return true
+    }
     const dbKind = harness.database.kind
     const sql = harness.stack.database.sql
-    let dbInfo = 'PGlite (embedded, in-memory, served over the wire protocol on loopback by this process)'
+    let dbInfo = `PGlite (embedded, in-memory, served over the wire protocol on loopback by this process${split ? '; the scan + deliver child reaches it through that loopback server' : ''})`
     if (dbKind === 'postgres') {
       const [v] = await sql<{ version: string }[]>`select version()`
       const [sc] = await sql<{ synchronous_commit: string }[]>`show synchronous_commit`
@@ -453,7 +655,13 @@ async function main(): Promise<void> {
         idPrefix: 'warmup',
       })
       if (!ingestOnly) {
-        await waitUntil('the warm-up messages at the sink', () => arrivals.size >= w.accepted, 60_000)
+        await waitUntil(
+          'the warm-up messages at the sink',
+          () => arrivals.size >= w.accepted || childDied(),
+          60_000,
+        )
+        if (scanDeliver?.exited !== undefined)
+          throw new Error('the scan + deliver child died during the warm-up')
         if (arrivals.size === 0 && sink.messages.length > 0) {
           throw new Error(
             'the customer sink received mail but the arrival hook saw none (startSmtpSink changed?)',
@@ -498,7 +706,7 @@ async function main(): Promise<void> {
     let countersBefore: Promise<DbCounters | undefined> = Promise.resolve(undefined)
     const startMeasuring = () => {
       progress('load generator ready; measuring')
-      stopMeasuring = measure()
+      stopMeasuring = measure(scanDeliver?.pid)
       if (dbKind === 'postgres') countersBefore = dbCounters(sql)
     }
     let load: LoadResult
@@ -512,14 +720,15 @@ async function main(): Promise<void> {
     const accepted = load.records.filter((r) => r.ok)
     const drained =
       ingestOnly ||
-      (await waitUntil(
+      ((await waitUntil(
         'every accepted message at the customer sink',
-        () => accepted.every((r) => arrivals.has(r.id)),
+        () => accepted.every((r) => arrivals.has(r.id)) || childDied(),
         drainTimeoutMs,
-      ))
+      )) &&
+        scanDeliver?.exited === undefined)
     const drainEnd = now()
     progress(`${arrivals.size} arrived at the customer sink`)
-    const usage = (stopMeasuring ?? measure())()
+    const usage = (stopMeasuring ?? measure(scanDeliver?.pid))()
     sampling = false
     await sampler
     // PostgreSQL publishes a backend's counters within about a second
@@ -564,6 +773,7 @@ async function main(): Promise<void> {
       0,
       machineSeconds -
         usage.moatCpuSeconds -
+        (Number.isFinite(usage.childCpuSeconds) ? usage.childCpuSeconds : 0) -
         usage.clamdCpuSeconds -
         usage.postgresCpuSeconds -
         (args.loadgen === 'inline' ? 0 : loadgenSeconds), // inline: already in the Moat process's CPU
@@ -571,7 +781,7 @@ async function main(): Promise<void> {
     const errorLines = Object.entries(load.errorKinds).map(([k, n]) => `- ${n} × \`${k}\``)
 
     const md = [
-      `# Moat ingest benchmark — ${dbKind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}${ingestOnly ? ', ingest service only' : ''}`,
+      `# Moat ingest benchmark — ${dbKind === 'pglite' ? 'embedded PGlite' : 'PostgreSQL'}${ingestOnly ? ', ingest service only' : ''}${split ? ', split: ingest in the bench process, scan + deliver in a child process' : ''}`,
       '',
       `Latest run: ${info.date}. Written by \`load-tests/ingest-bench.ts\`; \`load-tests/README.md\` explains each figure.`,
       '',
@@ -594,7 +804,7 @@ async function main(): Promise<void> {
         : [
             `| end to end: delivered to the sink | ${delivered} of ${load.accepted} accepted (${missing} missing, ${duplicates} duplicates, ${strays} strays) |`,
             `| end to end: DATA end → arrival at the sink, ms | ${ms(e2eSummary)} |`,
-            `| end to end: drain time (first connection → last arrival) | ${fmt(drainSeconds, 2)} s${drained ? '' : ' (drain timeout hit)'} |`,
+            `| end to end: drain time (first connection → last arrival) | ${fmt(drainSeconds, 2)} s${drained ? '' : scanDeliver?.exited !== undefined ? ` (the scan + deliver child ended early: ${scanDeliver.exited})` : ' (drain timeout hit)'} |`,
             `| end to end: throughput | **${fmt(delivered / drainSeconds)} messages/s** |`,
             `| end to end: tail after the last 250 | ${fmt(((lastArrival || drainEnd) - load.finishedAt) / 1000, 2)} s |`,
           ]),
@@ -618,14 +828,21 @@ async function main(): Promise<void> {
       '',
       `| process | CPU s | of one core | per ${ingestOnly ? 'accepted' : 'delivered'} message |`,
       '|---|---:|---:|---:|',
-      `| Moat (${ingestOnly ? 'ingest' : 'ingest + scan + deliver'}${dbKind === 'pglite' ? ' + PGlite' : ''} + customer sink, one Node process) | ${fmt(usage.moatCpuSeconds, 2)} | ${pct(usage.moatCpuSeconds)} | ${perMsg(usage.moatCpuSeconds)} |`,
+      ...(split
+        ? [
+            `| Moat ingest (bench process) — with the customer sink${dbKind === 'pglite' ? ' and PGlite' : ''} in it | ${fmt(usage.moatCpuSeconds, 2)} | ${pct(usage.moatCpuSeconds)} | ${perMsg(usage.moatCpuSeconds)} |`,
+            `| Moat scan + deliver (child process) | ${fmt(usage.childCpuSeconds, 2)} | ${pct(usage.childCpuSeconds)} | ${perMsg(usage.childCpuSeconds)} |`,
+          ]
+        : [
+            `| Moat (${ingestOnly ? 'ingest' : 'ingest + scan + deliver'}${dbKind === 'pglite' ? ' + PGlite' : ''} + customer sink, one Node process) | ${fmt(usage.moatCpuSeconds, 2)} | ${pct(usage.moatCpuSeconds)} | ${perMsg(usage.moatCpuSeconds)} |`,
+          ]),
       `| clamd | ${fmt(usage.clamdCpuSeconds, 2)} | ${pct(usage.clamdCpuSeconds)} | ${perMsg(usage.clamdCpuSeconds)} |`,
       ...(dbKind === 'postgres'
         ? [
             `| PostgreSQL (all postgres processes) | ${fmt(usage.postgresCpuSeconds, 2)} | ${pct(usage.postgresCpuSeconds)} | ${perMsg(usage.postgresCpuSeconds)} |`,
           ]
         : []),
-      `| load generator (during its run, ${fmt(load.elapsedMs / 1000, 2)} s${args.loadgen === 'inline' ? '; inside the Moat process, counted there too' : ''}) | ${fmt(loadgenSeconds, 2)} | ${fmt((loadgenSeconds / (load.elapsedMs / 1000)) * 100, 0)} % | ${perMsg(loadgenSeconds)} |`,
+      `| load generator (during its run, ${fmt(load.elapsedMs / 1000, 2)} s${args.loadgen === 'inline' ? `; inside the ${split ? 'bench' : 'Moat'} process, counted there too` : ''}) | ${fmt(loadgenSeconds, 2)} | ${fmt((loadgenSeconds / (load.elapsedMs / 1000)) * 100, 0)} % | ${perMsg(loadgenSeconds)} |`,
       `| other processes on the machine (not part of the benchmark; should be near 0) | ${fmt(otherSeconds, 2)} | ${pct(otherSeconds)} | |`,
       `| whole machine, busy | ${fmt(machineSeconds, 2)} | ${fmt(usage.machineBusy * 100, 0)} % of ${info.nproc} CPUs | |`,
       '',
@@ -637,7 +854,13 @@ async function main(): Promise<void> {
         : []),
       `Before the run the machine was ${fmt(quiet.busy * 100, 0)} % busy (waited ${fmt(quiet.waitedSeconds, 0)} s for it to drop below ${QUIET_BUSY * 100} %; load average then ${quiet.loadavg}).`,
       '',
-      `Moat main thread: event-loop utilisation ${fmt(usage.eventLoopUtilization * 100, 0)} %; event-loop lag p50 ${fmt(usage.loopDelay.p50)} ms, p99 ${fmt(usage.loopDelay.p99)} ms, max ${fmt(usage.loopDelay.max)} ms.`,
+      `${split ? 'Bench process (Moat ingest)' : 'Moat'} main thread: event-loop utilisation ${fmt(usage.eventLoopUtilization * 100, 0)} %; event-loop lag p50 ${fmt(usage.loopDelay.p50)} ms, p99 ${fmt(usage.loopDelay.p99)} ms, max ${fmt(usage.loopDelay.max)} ms.`,
+      ...(split
+        ? [
+            '',
+            `Scan + deliver child, main thread alone (\`/proc/<pid>/task/<pid>/stat\`; near 100 % = that thread is the bottleneck): ${fmt(usage.childMainThreadCpuSeconds, 2)} CPU s, ${pct(usage.childMainThreadCpuSeconds)} of the window.`,
+          ]
+        : []),
       ...(errorLines.length ? ['', '## Errors', '', ...errorLines] : []),
       '',
       '## Set-up',
@@ -646,10 +869,10 @@ async function main(): Promise<void> {
       '|---|---|',
       `| command | \`${command}\` (from the repository root) |`,
       `| database | ${dbInfo} |`,
-      `| stack | ${ingestOnly ? 'ingest only (no scan, no delivery)' : 'ingest + scan + deliver'} in one process via \`startHarness\`; MOAT_SCAN_CONCURRENCY=${scanConcurrency}, MOAT_DELIVER_CONCURRENCY=${deliverConcurrency}, MOAT_QUEUE_POLL_MS=${harness.config.queue.pollMs}, MOAT_LOG_LEVEL=warn, objects under a temporary directory (fsync on) |`,
+      `| stack | ${split ? `two processes on the same database and data directory: ingest in the bench process via \`startHarness({ only: ['ingest'] })\`; scan + deliver in one child process, \`node services/cli/bin/moat.js start --only scan,deliver\`, with the harness's environment` : `${ingestOnly ? 'ingest only (no scan, no delivery)' : 'ingest + scan + deliver'} in one process via \`startHarness\``}; MOAT_SCAN_CONCURRENCY=${scanConcurrency}, MOAT_DELIVER_CONCURRENCY=${deliverConcurrency}, MOAT_QUEUE_POLL_MS=${harness.config.queue.pollMs}, MOAT_LOG_LEVEL=warn, objects under a temporary directory (fsync on) |`,
       '| virus scan | real clamd (`startClamd`: one-signature database, MaxThreads 4) over loopback TCP |',
-      `| customer server | \`startSmtpSink\` (nodemailer smtp-server) in the Moat process; the domain has one route, 127.0.0.1:${sink.port} |`,
-      `| load generator | \`load-tests/smtp-load.ts\` ${args.loadgen === 'inline' ? 'in the Moat process' : 'in a child process'}: ${load.options.concurrency} persistent connections (${load.connectionsOpened} opened), no pipelining, one recipient per message; ${warmup} warm-up messages first, not counted |`,
+      `| customer server | \`startSmtpSink\` (nodemailer smtp-server) in the ${split ? 'bench (ingest)' : 'Moat'} process; the domain has one route, 127.0.0.1:${sink.port} |`,
+      `| load generator | \`load-tests/smtp-load.ts\` ${args.loadgen === 'inline' ? `in the ${split ? 'bench (ingest)' : 'Moat'} process` : 'in a child process'}: ${load.options.concurrency} persistent connections (${load.connectionsOpened} opened), no pipelining, one recipient per message; ${warmup} warm-up messages first, not counted |`,
       '',
       '## Machine',
       '',
@@ -662,13 +885,24 @@ async function main(): Promise<void> {
     console.log(md)
     if (!args['no-save']) {
       const out =
-        args.out ?? path.join(HERE, 'results', `ingest-${dbKind}${ingestOnly ? '-ingest-only' : ''}.md`)
+        args.out ??
+        path.join(
+          HERE,
+          'results',
+          `ingest-${dbKind}${ingestOnly ? '-ingest-only' : ''}${split ? '-split' : ''}.md`,
+        )
       await fs.mkdir(path.dirname(out), { recursive: true })
       await fs.writeFile(out, md)
       console.error(`saved ${path.relative(process.cwd(), out)}`)
     }
     if (!drained || load.accepted === 0) process.exitCode = 1
+    finished = true
   } finally {
+    // the child first: closing the harness drops the database under it
+    if (child) {
+      if (!finished) child.kill()
+      await child.stop(CHILD_STOP_MS).catch((err: unknown) => console.error('stopping the child:', err))
+    }
     await h?.close().catch((err: unknown) => console.error('closing the stack:', err))
     await sink?.stop().catch(() => {})
     await clamd?.stop().catch(() => {})

@@ -92,6 +92,8 @@ export async function startSmtpSink(options: { port?: number } = {}): Promise<Sm
       })
     },
   })
+  // a client cut off mid-session (a killed worker) is that client's problem, not the sink's
+  server.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject)
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
