@@ -87,6 +87,26 @@ describe.skipIf(!clamdUrl)(
       )
       expect(json.message.status).toBe('delivered')
       expect(json.recipients[0].address).toBe('bob@acme.test')
+
+      // the message log, filtered by domain
+      const list = async (...args: string[]) =>
+        JSON.parse(
+          (
+            await run(process.execPath, [MOAT, '--json', 'messages', ...args], {
+              env: { ...process.env, ...h.env },
+            })
+          ).stdout,
+        )
+      const forAcme: { queueId: string; status: string }[] = await list('--domain', 'acme.test')
+      expect(forAcme.map((m) => [m.queueId, m.status])).toEqual([[queueId, 'delivered']])
+      expect(await list('--domain', 'other.test')).toEqual([])
+      const text = await run(process.execPath, [MOAT, 'messages', '--domain', 'acme.test'], {
+        env: { ...process.env, ...h.env },
+      })
+      expect(text.stdout).toMatch(/^ID\s+RECEIVED\s+STATUS\s+TENANT\s+FROM\s+TO\s+SUBJECT\n/)
+      expect(text.stdout).toMatch(
+        /msg_\w+\s+[\d-]+ [\d:]+\s+delivered\s+acme\s+alice@sender\.example\s+bob@acme\.test\s+Quarterly report/,
+      )
     })
 
     it('quarantines a message carrying EICAR in a base64 MIME attachment and never delivers it', async () => {
