@@ -1,6 +1,7 @@
 export * from './dns'
 export * from './domains'
 export * from './errors'
+export * from './jobs'
 export * from './messages'
 export * from './routes'
 export * from './tenants'

@@ -1,9 +1,10 @@
 import path from 'node:path'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
+import type { DeliverJob, ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
-import { type DeliverJob, SmtpClient, startDeliverWorker } from '@moat/deliver'
-import { type IngestServer, type ScanJob, startIngest } from '@moat/ingest'
+import { SmtpClient, startDeliverWorker } from '@moat/deliver'
+import { type IngestServer, startIngest } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Consumer, PostgresQueue } from '@moat/queue'
 import {

@@ -1,2 +1,2 @@
 export { type Destination, type SendOutcome, SmtpClient } from './smtp-client'
-export { backoffSeconds, type DeliverDeps, type DeliverJob, deliverOne, startDeliverWorker } from './worker'
+export { backoffSeconds, type DeliverDeps, deliverOne, startDeliverWorker } from './worker'

@@ -1,6 +1,6 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { listRoutes, orderDestinations } from '@moat/core'
+import { type DeliverJob, listRoutes, orderDestinations } from '@moat/core'
 import {
   type Db,
   deliveryAttempts,
@@ -14,11 +14,6 @@ import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
 import type { SendOutcome, SmtpClient } from './smtp-client'
-
-export interface DeliverJob {
-  messageId: string
-  domainId: string
-}
 
 export interface DeliverDeps {
   config: Config

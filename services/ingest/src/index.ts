@@ -1,2 +1,2 @@
-export { type IngestDeps, type IngestServer, type ScanJob, startIngest } from './server'
+export { type IngestDeps, type IngestServer, startIngest } from './server'
 export { SmtpReply } from './smtp-replies'

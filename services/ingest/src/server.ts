@@ -1,17 +1,13 @@
 import { Transform, type TransformCallback } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { findAcceptingDomain, recordEvent } from '@moat/core'
+import { findAcceptingDomain, recordEvent, type ScanJob } from '@moat/core'
 import { type Db, messages, newId, recipients } from '@moat/db'
 import type { Logger } from '@moat/log'
 import type { Queue } from '@moat/queue'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
 import { keepExplicitStatusCodes, reply, SmtpReply } from './smtp-replies'
 import { loadTls } from './tls'
-
-export interface ScanJob {
-  messageId: string
-}
 
 export interface IngestDeps {
   config: Config

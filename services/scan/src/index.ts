@@ -9,9 +9,7 @@ export {
   startLocalClamd,
 } from './local-clamd'
 export {
-  type DeliverJob,
   type ScanDeps,
-  type ScanJob,
   scanOne,
   startScanWorker,
   type Verdict,

@@ -1,20 +1,11 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { recordEvent } from '@moat/core'
+import { type DeliverJob, recordEvent, type ScanJob } from '@moat/core'
 import { type Db, messages, recipients } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq } from 'drizzle-orm'
 import { ScannerUnavailableError, type VirusScanner } from './clamd'
-
-export interface ScanJob {
-  messageId: string
-}
-
-export interface DeliverJob {
-  messageId: string
-  domainId: string
-}
 
 /**
  * What the scan decided about one message. Spam scoring plugs in here as further checks that add

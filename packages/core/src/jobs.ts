@@ -1,0 +1,10 @@
+/** The body of a job on the `scan` queue: one message record to scan. */
+export interface ScanJob {
+  messageId: string
+}
+
+/** The body of a job on the `deliver` queue: a message's recipients in one of its domains. */
+export interface DeliverJob {
+  messageId: string
+  domainId: string
+}
