@@ -60,6 +60,7 @@ const schema = z.object({
   MOAT_SCAN_RETRY_SECONDS: positiveInt.default(30),
 
   MOAT_DELIVER_CONCURRENCY: positiveInt.default(8),
+  MOAT_DELIVER_CONNECTIONS_PER_SERVER: positiveInt.default(4),
   MOAT_DELIVER_VISIBILITY_SECONDS: positiveInt.default(300),
   MOAT_DELIVER_TIMEOUT_SECONDS: positiveInt.default(60),
   MOAT_RETRY_FIRST_SECONDS: positiveInt.default(60),
@@ -99,6 +100,8 @@ export type Config = {
   }
   deliver: {
     concurrency: number
+    /** pooled SMTP connections kept to one destination server */
+    connectionsPerServer: number
     visibilitySeconds: number
     timeoutMs: number
     retryFirstSeconds: number
@@ -174,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     deliver: {
       concurrency: e.MOAT_DELIVER_CONCURRENCY,
+      connectionsPerServer: e.MOAT_DELIVER_CONNECTIONS_PER_SERVER,
       visibilitySeconds: e.MOAT_DELIVER_VISIBILITY_SECONDS,
       timeoutMs: e.MOAT_DELIVER_TIMEOUT_SECONDS * 1000,
       retryFirstSeconds: e.MOAT_RETRY_FIRST_SECONDS,

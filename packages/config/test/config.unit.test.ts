@@ -100,6 +100,7 @@ describe('loadConfig overrides', () => {
       MOAT_SCAN_VISIBILITY_SECONDS: '120',
       MOAT_SCAN_RETRY_SECONDS: '15',
       MOAT_DELIVER_CONCURRENCY: '16',
+      MOAT_DELIVER_CONNECTIONS_PER_SERVER: '12',
       MOAT_DELIVER_VISIBILITY_SECONDS: '600',
       MOAT_DELIVER_TIMEOUT_SECONDS: '30',
       MOAT_RETRY_FIRST_SECONDS: '30',
@@ -135,6 +136,7 @@ describe('loadConfig overrides', () => {
       },
       deliver: {
         concurrency: 16,
+        connectionsPerServer: 12,
         visibilitySeconds: 600,
         timeoutMs: 30_000,
         retryFirstSeconds: 30,

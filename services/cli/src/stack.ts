@@ -92,7 +92,11 @@ export async function startStack(
       )
     }
     if (only.includes('deliver')) {
-      smtp = new SmtpClient({ hostname: config.hostname, timeoutMs: config.deliver.timeoutMs })
+      smtp = new SmtpClient({
+        hostname: config.hostname,
+        timeoutMs: config.deliver.timeoutMs,
+        maxConnections: config.deliver.connectionsPerServer,
+      })
       consumers.push(
         startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }),
       )
