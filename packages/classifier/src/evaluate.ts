@@ -18,6 +18,7 @@ export const DEFAULT_TRAIN: Required<TrainOptions> = {
   mode: 'tone',
   margin: 0.1,
   normalize: true,
+  naiveBayes: 3,
   epochs: 10,
   seed: 1,
 }
@@ -32,8 +33,10 @@ export function trainOnVectors(
   const model = new LogisticRegression(o)
   const order = Array.from({ length: vectors.length }, (_, i) => i)
   for (let e = 0; e < o.epochs; e++) {
-    for (const i of shuffled(order, o.seed + e)) model.train(vectors[i] as Uint32Array, labels[i] as 0 | 1)
+    for (const i of shuffled(order, o.seed + e))
+      model.train(vectors[i] as Uint32Array, labels[i] as 0 | 1, e === 0)
   }
+  model.prepare()
   return model
 }
 
