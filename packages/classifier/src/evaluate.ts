@@ -55,6 +55,8 @@ export function trainModel(
 export interface EvalReport extends Metrics {
   /** recall at a threshold that keeps FPR <= 0.1 % (chosen on the evaluated scores: optimistic) */
   recallAtFpr001: number
+  /** the threshold behind `recallAtFpr001` */
+  thresholdAtFpr001: number
   /** messages per second for extraction + scoring of evaluated messages */
   classifyPerSecond: number
   /** messages per second for scoring alone (features already extracted) */
@@ -71,9 +73,11 @@ function finish(
   trainMs: number,
 ): EvalReport {
   const m = computeMetrics(scores, labels, threshold)
+  const atFpr = recallAtFpr(scores, labels, 0.001)
   return {
     ...m,
-    recallAtFpr001: recallAtFpr(scores, labels, 0.001).recall,
+    recallAtFpr001: atFpr.recall,
+    thresholdAtFpr001: atFpr.threshold,
     classifyPerSecond: scores.length / ((extractMs + scoreMs) / 1000),
     scorePerSecond: scores.length / (scoreMs / 1000),
     trainSeconds: trainMs / 1000,

@@ -147,6 +147,8 @@ export interface FeatureConfig {
   bodyBigrams: number
   /** skip-one word pairs in the body (`b3:a _ c`); max count, 0 = off */
   skipBigrams: number
+  /** sender-consistency header features: Reply-To and Message-ID domain vs the From domain (`hx:`) */
+  headerExtras: boolean
 }
 
 export const DEFAULT_FEATURES: FeatureConfig = {
@@ -157,6 +159,7 @@ export const DEFAULT_FEATURES: FeatureConfig = {
   mimeStructure: true,
   bodyBigrams: MAX_BIGRAMS,
   skipBigrams: 0,
+  headerExtras: true,
 }
 
 export interface ExtractOptions extends Partial<FeatureConfig> {
@@ -185,6 +188,7 @@ export function featureNames(msg: ParsedMessage, options: Partial<FeatureConfig>
   for (const t of tokenize(display, 10)) f.push(`fn:${t}`)
 
   for (const h of msg.headers) if (PRESENCE_HEADERS.has(h.name)) f.push(`h:${h.name}`)
+  if (cfg.headerExtras) headerExtras(f, msg, fromDomain)
   const mailer = headerValue(msg.headers, 'x-mailer') ?? headerValue(msg.headers, 'user-agent')
   if (mailer) for (const t of tokenize(mailer, 4)) f.push(`xm:${t}`)
   const topType = (headerValue(msg.headers, 'content-type') ?? 'text/plain')
@@ -228,6 +232,25 @@ export function featureNames(msg: ParsedMessage, options: Partial<FeatureConfig>
   if (cfg.charNgrams > 0) charNgrams(f, text, cfg.charNgrams, cfg.charNgramChars)
   f.push(`b#len${Math.min(Math.floor(Math.log2(body.length + 1)), 14)}`)
   return f
+}
+
+/**
+ * Sender consistency: whether the Reply-To and Message-ID domains match the From domain (many bulk
+ * senders and ratware generate Message-IDs on another host). Learned, not a rule: a corpus where
+ * legitimate mail often mismatches gives these small weights.
+ */
+function headerExtras(f: string[], msg: ParsedMessage, fromDomain: string | undefined): void {
+  const fromBase = fromDomain ? baseDomain(fromDomain) : ''
+  const replyTo = headerValue(msg.headers, 'reply-to')
+  if (replyTo) {
+    const d = emailDomain(replyTo)
+    f.push(d && baseDomain(d) === fromBase ? 'hx:replyto-same' : 'hx:replyto-other')
+  }
+  const mid = headerValue(msg.headers, 'message-id')
+  if (mid) {
+    const d = /@([^>\s]+)/.exec(mid)?.[1]?.toLowerCase()
+    f.push(!d ? 'hx:mid-nodomain' : baseDomain(d) === fromBase ? 'hx:mid-same' : 'hx:mid-other')
+  }
 }
 
 function urls(f: string[], text: string, paths: boolean): void {

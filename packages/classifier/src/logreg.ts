@@ -25,7 +25,7 @@ export interface LogRegOptions {
 }
 
 /** Version of the feature extractor a model was trained with; models of another version are refused. */
-export const FEATURE_VERSION = 2
+export const FEATURE_VERSION = 3
 const MAGIC = 'MOATLR02'
 const OLD_MAGIC = 'MOATLR01'
 const HEADER_BYTES = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 4 + 4 + 4 + 4

@@ -46,6 +46,15 @@ describe('parseMessage', () => {
     expect(names).toContain('te:text/plain:quoted-printable')
   })
 
+  it('sender consistency: Message-ID and Reply-To domains against From', () => {
+    const names = (h: string) => featureNames(parseMessage(crlf(`${h}\nSubject: x\n\nhello there`)))
+    expect(names('From: a@mail.example.com\nMessage-ID: <1@smtp.example.com>')).toContain('hx:mid-same')
+    expect(names('From: a@example.com\nMessage-ID: <1@bulk.example.net>')).toContain('hx:mid-other')
+    expect(names('From: a@example.com\nMessage-ID: <12345>')).toContain('hx:mid-nodomain')
+    expect(names('From: a@example.com\nReply-To: b@other.example.org')).toContain('hx:replyto-other')
+    expect(names('From: a@example.com').some((n) => n.startsWith('hx:'))).toBe(false)
+  })
+
   it('URL path tokens, optional HTML tag and character n-gram features', () => {
     const raw = crlf(
       'Subject: x\nContent-Type: text/html\n\n<font color=red>Fr-ee</font> <a href="https://shop.example.com:8080/deals/Buy-Now.php?id=77">go</a>',
