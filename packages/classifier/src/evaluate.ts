@@ -142,6 +142,7 @@ export function evaluateModel(
   messages: readonly LabeledMessage[],
   options: { threshold?: number; online?: boolean } = {},
 ): EvalReport {
+  model.prepare()
   const scores = new Float64Array(messages.length)
   const labels = messages.map((m) => m.label)
   let extractMs = 0
