@@ -1,6 +1,7 @@
 export * from './dns'
 export * from './domains'
 export * from './errors'
+export * from './header-rewrite'
 export * from './jobs'
 export * from './messages'
 export * from './routes'

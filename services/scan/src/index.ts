@@ -1,4 +1,5 @@
 export { ClamdScanner, ScannerUnavailableError, type VirusScanner, type VirusScanResult } from './clamd'
+export { createDetector } from './detector'
 export {
   CLAMD_BINARY,
   clamdPing,
