@@ -180,7 +180,7 @@ async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
     }
     virusScan = 'clean'
   }
-  const virusNote = virusScan === 'not_scanned' ? ' (virus scanning is off: MOAT_VIRUS_SCAN=off)' : ''
+  const virusNote = virusScan === 'not_scanned' ? '; virus scanning is off (MOAT_VIRUS_SCAN=off)' : ''
   if (!deps.detector) {
     return {
       action: 'deliver',
