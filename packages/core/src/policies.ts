@@ -6,7 +6,7 @@ import {
   normalizeListValue,
   type Policy,
   resolvePolicy,
-} from '@moat/detect'
+} from '@moat/detect/policy'
 import { and, asc, eq, isNull } from 'drizzle-orm'
 import { MoatError } from './errors'
 

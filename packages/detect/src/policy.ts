@@ -70,14 +70,22 @@ export function normalizeListValue(kind: ListEntry['kind'], value: string): stri
       throw new ListEntryError(`not a domain name: ${JSON.stringify(value)}`)
     return d
   }
+  const invalid = new ListEntryError(`not an IP address or CIDR range: ${JSON.stringify(value)}`)
+  const [text = '', bitsText] = v.split('/', 2)
+  // IPv4 only as four decimal parts: inet_aton forms ("10.1", "010.0.0.1" as octal) would silently
+  // list another address than the operator meant
+  if (!ipaddr.IPv6.isValid(text) && !ipaddr.IPv4.isValidFourPartDecimal(text)) throw invalid
   try {
-    if (v.includes('/')) {
-      const [addr, bits] = ipaddr.parseCIDR(v)
-      return `${addr.toString()}/${bits}`
+    let addr = ipaddr.parse(text)
+    let bits = bitsText === undefined ? undefined : ipaddr.parseCIDR(v)[1]
+    // IPv4-mapped IPv6 is stored as IPv4: senders' mapped addresses are matched as IPv4
+    if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && (bits ?? 128) >= 96) {
+      addr = (addr as ipaddr.IPv6).toIPv4Address()
+      if (bits !== undefined) bits -= 96
     }
-    return ipaddr.parse(v).toString()
+    return bits === undefined ? addr.toString() : `${addr.toString()}/${bits}`
   } catch {
-    throw new ListEntryError(`not an IP address or CIDR range: ${JSON.stringify(value)}`)
+    throw invalid
   }
 }
 

@@ -104,6 +104,8 @@ const EXECUTABLE =
   /\.(exe|scr|com|pif|bat|cmd|cpl|msi|msp|jar|js|jse|vbs|vbe|wsf|wsh|hta|ps1|lnk|reg|dll|iso|img|vhd)$/i
 const DOCUMENT = /\.(pdf|docx?|xlsx?|pptx?|rtf|txt|jpe?g|png|gif|zip|rar|html?)\s*\.[a-z0-9]{2,4}$/i
 const MACRO_OFFICE = /\.(docm|dotm|xlsm|xltm|xlsb|pptm|potm|ppsm)$/i
+/** Elements without content: hiding one (a tracking pixel) hides no text. */
+const VOID_ELEMENT = /^(?:area|base|br|col|embed|hr|img|input|link|meta|source|track|wbr)$/i
 const HIDING_STYLE =
   /display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:[a-z%]*\s*[;"']|\s*$)|opacity\s*:\s*0(?:\.0+)?\s*[;"']/i
 
@@ -192,6 +194,7 @@ const RULES: Rule[] = [
       const styled = /<([a-z][a-z0-9]*)\b[^>]{0,500}?style\s*=\s*("[^"]*"|'[^']*')[^>]{0,500}>/gi
       for (let s = styled.exec(m.html); s; s = styled.exec(m.html)) {
         if (!HIDING_STYLE.test(`${s[2]?.slice(1, -1) ?? ''};`)) continue
+        if (VOID_ELEMENT.test(s[1] ?? '') || s[0].endsWith('/>')) continue
         const after = m.html.slice(s.index + s[0].length, s.index + s[0].length + 3000)
         const close = after.toLowerCase().indexOf(`</${s[1]?.toLowerCase()}`)
         const hidden = (close >= 0 ? after.slice(0, close) : after.slice(0, 300)).replace(/<[^>]*>/g, '')

@@ -22,7 +22,10 @@ export function normalHeaders(overrides: string[] = [], now = new Date()): strin
   return [...base.filter((h) => !replaced.has(name(h))), ...overrides]
 }
 
-export function plainMessage(overrides: string[] = [], body = 'Hi Bob,\n\nare we still on for lunch?\n'): Buffer {
+export function plainMessage(
+  overrides: string[] = [],
+  body = 'Hi Bob,\n\nare we still on for lunch?\n',
+): Buffer {
   return message(normalHeaders(overrides), body)
 }
 
@@ -112,8 +115,12 @@ export function zip(entries: { name: string; data: Buffer; encrypted?: boolean }
   return Buffer.concat([...locals, cd, end])
 }
 
-const SPAM_WORDS = 'viagra cheap pills winner lottery prize claim urgent casino bonus free money offer'.split(' ')
-const HAM_WORDS = 'meeting agenda project schedule review minutes budget quarterly team notes draft'.split(' ')
+const SPAM_WORDS = 'viagra cheap pills winner lottery prize claim urgent casino bonus free money offer'.split(
+  ' ',
+)
+const HAM_WORDS = 'meeting agenda project schedule review minutes budget quarterly team notes draft'.split(
+  ' ',
+)
 
 /** A few dozen synthetic messages, spam on cheap-pills words and ham on office words. */
 export function syntheticCorpus(n = 40): LabeledMessage[] {

@@ -24,7 +24,11 @@ function htmlOnly(html: string): Buffer {
   return message(normalHeaders(['Content-Type: text/html; charset=utf-8']), html)
 }
 
-const PDF = { filename: 'report.pdf', contentType: 'application/pdf', content: Buffer.from('%PDF-1.4\n%%EOF') }
+const PDF = {
+  filename: 'report.pdf',
+  contentType: 'application/pdf',
+  content: Buffer.from('%PDF-1.4\n%%EOF'),
+}
 
 describe('ordinary messages fire nothing', () => {
   it('a plain text message', async () => {
@@ -140,14 +144,23 @@ describe('structural defects', () => {
   })
 
   it('MIME_TOO_COMPLEX: more sibling parts than the limit', async () => {
-    const parts = Array.from({ length: 600 }, (_, i) => `--s\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`)
-    const raw = message(normalHeaders(['Content-Type: multipart/mixed; boundary="s"']), `${parts.join('')}--s--\r\n`)
+    const parts = Array.from(
+      { length: 600 },
+      (_, i) => `--s\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`,
+    )
+    const raw = message(
+      normalHeaders(['Content-Type: multipart/mixed; boundary="s"']),
+      `${parts.join('')}--s--\r\n`,
+    )
     expect(await symbols(raw)).toContain('MIME_TOO_COMPLEX')
   })
 
   it('a few dozen parts is not too complex', async () => {
     const parts = Array.from({ length: 40 }, (_, i) => `--s\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`)
-    const raw = message(normalHeaders(['Content-Type: multipart/mixed; boundary="s"']), `${parts.join('')}--s--\r\n`)
+    const raw = message(
+      normalHeaders(['Content-Type: multipart/mixed; boundary="s"']),
+      `${parts.join('')}--s--\r\n`,
+    )
     expect(await symbols(raw)).toEqual([])
   })
 
@@ -286,21 +299,27 @@ describe('content rules', () => {
   })
 
   it('URL_NUMERIC_HOST: in HTML and in plain text', async () => {
-    expect(await symbols(alternative('<a href="http://192.0.2.7/login">log in</a>'))).toEqual(['URL_NUMERIC_HOST'])
+    expect(await symbols(alternative('<a href="http://192.0.2.7/login">log in</a>'))).toEqual([
+      'URL_NUMERIC_HOST',
+    ])
     expect(await symbols(plainMessage([], 'Log in at http://198.51.100.23:8080/account now'))).toEqual([
       'URL_NUMERIC_HOST',
     ])
   })
 
   it('a link to a host name with digits is not URL_NUMERIC_HOST', async () => {
-    expect(await symbols(plainMessage([], 'see https://web1.example.org/2024.06.03/ and https://1.2.3.example.org'))).toEqual(
-      [],
-    )
+    expect(
+      await symbols(
+        plainMessage([], 'see https://web1.example.org/2024.06.03/ and https://1.2.3.example.org'),
+      ),
+    ).toEqual([])
   })
 
   it('ATTACH_EXECUTABLE', async () => {
     for (const filename of ['setup.exe', 'invoice.js', 'scan.SCR', 'run.ps1']) {
-      const raw = withAttachments([{ filename, contentType: 'application/octet-stream', content: Buffer.from('MZ') }])
+      const raw = withAttachments([
+        { filename, contentType: 'application/octet-stream', content: Buffer.from('MZ') },
+      ])
       expect(await symbols(raw), filename).toEqual(['ATTACH_EXECUTABLE'])
     }
   })
@@ -330,7 +349,9 @@ describe('content rules', () => {
       { name: 'invoice.doc', data: Buffer.from('secret content'), encrypted: true },
     ])
     expect(isEncryptedArchive(encrypted)).toBe(true)
-    const raw = withAttachments([{ filename: 'invoice.zip', contentType: 'application/zip', content: encrypted }])
+    const raw = withAttachments([
+      { filename: 'invoice.zip', contentType: 'application/zip', content: encrypted },
+    ])
     expect(await symbols(raw)).toEqual(['ATTACH_ENCRYPTED_ARCHIVE'])
     // sent as octet-stream under an archive name: still looked into
     const octet = withAttachments([

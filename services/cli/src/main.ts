@@ -24,13 +24,11 @@ import {
   verifyDomain,
 } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
-import { loadOrBuildModel } from '@moat/detect'
 import { createLogger } from '@moat/log'
 import { PostgresQueue } from '@moat/queue'
-import { releaseMessage, reportSpam } from '@moat/scan'
 import { Command, CommanderError, Option } from 'commander'
 import * as out from './output'
-import { objectStore, SERVICES, type ServiceName, startStack } from './stack'
+import { SERVICES, type ServiceName } from './services'
 
 const ACTOR = `operator:${process.env.USER ?? 'cli'}`
 
@@ -78,6 +76,8 @@ program
   .action(async (opts: { only?: ServiceName[] }) => {
     const cfg = config()
     const log = createLogger({ level: cfg.logLevel, name: 'moat' })
+    // loaded here: the other commands stay quick without the services' dependencies
+    const { startStack } = await import('./stack')
     const stack = await startStack(cfg, { only: opts.only, log })
     out.startBanner(cfg, stack)
     let stopping = false
@@ -253,15 +253,12 @@ message
   .option('--force', 'release even a message that carries a virus')
   .action(async (id: string, opts: { force?: boolean }) => {
     await withDb(async ({ db }, cfg) => {
-      const r = await releaseMessage(
-        {
-          db,
-          store: objectStore(cfg),
-          model: loadOrBuildModel(cfg.scan.spamModelFile),
-          deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver'),
-        },
-        { messageId: id, actor: ACTOR, force: opts.force },
-      )
+      const { releaseMessage } = await import('@moat/scan')
+      const r = await releaseMessage(await feedbackDeps(db, cfg), {
+        messageId: id,
+        actor: ACTOR,
+        force: opts.force,
+      })
       out.print(json(), r, () =>
         [
           `released ${r.message.id}: queued for delivery to ${r.message.rcptTo.join(', ')}`,
@@ -277,15 +274,8 @@ message
   .description("teach the tenant's spam model that this message is spam")
   .action(async (id: string) => {
     await withDb(async ({ db }, cfg) => {
-      const r = await reportSpam(
-        {
-          db,
-          store: objectStore(cfg),
-          model: loadOrBuildModel(cfg.scan.spamModelFile),
-          deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver'),
-        },
-        { messageId: id, actor: ACTOR },
-      )
+      const { reportSpam } = await import('@moat/scan')
+      const r = await reportSpam(await feedbackDeps(db, cfg), { messageId: id, actor: ACTOR })
       out.print(json(), r, () =>
         r.learnt && r.scoreBefore !== null && r.scoreAfter !== null
           ? `reported ${r.message.id} as spam: spam probability for this tenant ${r.scoreBefore.toFixed(3)} → ${r.scoreAfter.toFixed(3)}`
@@ -293,6 +283,20 @@ message
       )
     })
   })
+
+/** What release and report-spam need: the object store, the spam model and the delivery queue. */
+async function feedbackDeps(db: Database['db'], cfg: Config) {
+  const [{ loadOrBuildModel }, { objectStore }] = await Promise.all([
+    import('@moat/detect'),
+    import('./stack'),
+  ])
+  return {
+    db,
+    store: objectStore(cfg),
+    model: loadOrBuildModel(cfg.scan.spamModelFile),
+    deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver'),
+  }
+}
 
 /** `off` turns a threshold or the subject prefix off; anything else must be a number. */
 function threshold(value: string): number | null {

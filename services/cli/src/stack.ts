@@ -18,8 +18,9 @@ import {
   type VirusScanner,
 } from '@moat/scan'
 
-export const SERVICES = ['ingest', 'scan', 'deliver'] as const
-export type ServiceName = (typeof SERVICES)[number]
+import { SERVICES, type ServiceName } from './services'
+
+export { SERVICES, type ServiceName }
 
 export interface Stack {
   database: Database
