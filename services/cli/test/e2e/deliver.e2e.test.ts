@@ -58,10 +58,10 @@ describe.skipIf(!clamdUrl)(
       // the scan's verdict headers, Moat's Received header, then exactly what the sender sent
       const verdict = raw.slice(0, raw.indexOf('Received: '))
       expect(verdict).toMatch(
-        /^Authentication-Results: mx\.moat\.test;\r\n dkim=none [^]*spf=none [^]*\r\nX-Moat-Spam: no\r\n/,
+        /^Authentication-Results: mx\.moat\.test;\r\n dkim=none [\s\S]*spf=none [\s\S]*\r\nX-Moat-Spam: no\r\n/,
       )
       expect(verdict).toMatch(
-        /\r\nX-Moat-Score: -?\d+\.\d\d \/ 7 \(deliver\)\r\nX-Moat-Symbols: [^]*CONTENT_HAM\(-\d/,
+        /\r\nX-Moat-Score: -?\d+\.\d\d \/ 7 \(deliver\)\r\nX-Moat-Symbols: [\s\S]*CONTENT_HAM\(-\d/,
       )
       const received = raw.slice(verdict.length, raw.indexOf('From: Alice'))
       expect(received).toMatch(
