@@ -189,19 +189,7 @@ const RULES: Rule[] = [
   { name: 'HTML_ONLY', test: (m) => m.html.length > 0 && m.text.trim().length === 0 },
   {
     name: 'HTML_HIDDEN_TEXT',
-    test: (m) => {
-      if (!m.html) return
-      const styled = /<([a-z][a-z0-9]*)\b[^>]{0,500}?style\s*=\s*("[^"]*"|'[^']*')[^>]{0,500}>/gi
-      for (let s = styled.exec(m.html); s; s = styled.exec(m.html)) {
-        if (!HIDING_STYLE.test(`${s[2]?.slice(1, -1) ?? ''};`)) continue
-        if (VOID_ELEMENT.test(s[1] ?? '') || s[0].endsWith('/>')) continue
-        const after = m.html.slice(s.index + s[0].length, s.index + s[0].length + 3000)
-        const close = after.toLowerCase().indexOf(`</${s[1]?.toLowerCase()}`)
-        const hidden = (close >= 0 ? after.slice(0, close) : after.slice(0, 300)).replace(/<[^>]*>/g, '')
-        if (hidden.replace(/[^\p{L}]/gu, '').length >= 20) return hidden.trim().slice(0, 60)
-      }
-      return
-    },
+    test: (m) => hiddenText(m.html),
   },
   {
     name: 'URL_TEXT_MISMATCH',
@@ -242,6 +230,35 @@ const RULES: Rule[] = [
     test: (m) => m.attachments.find((a) => MACRO_OFFICE.test(a.filename.trim()))?.filename,
   },
 ]
+
+const STYLE_ATTR = /^[\s"'/]style\s*=\s*(?:"([^"]*)"|'([^']*)')/
+
+/**
+ * The text of the first element whose style hides it, when that is at least 20 letters. One pass
+ * over the tags (a regex over the whole body backtracked for seconds on hostile HTML); each tag and
+ * the text after it are looked at within fixed bounds.
+ */
+function hiddenText(html: string): string | undefined {
+  const lower = html.toLowerCase()
+  for (let i = lower.indexOf('<'); i >= 0; ) {
+    const end = lower.indexOf('>', i)
+    if (end < 0) return
+    const next = lower.indexOf('<', end)
+    const tag = lower.slice(i, Math.min(end + 1, i + 2000))
+    i = next
+    const name = /^<([a-z][a-z0-9]*)[\s/]/.exec(tag)?.[1]
+    if (!name || VOID_ELEMENT.test(name) || tag.endsWith('/>')) continue
+    const at = tag.search(/[\s"'/]style\s*=/)
+    if (at < 0) continue
+    const style = STYLE_ATTR.exec(tag.slice(at))
+    if (!style || !HIDING_STYLE.test(`${style[1] ?? style[2] ?? ''};`)) continue
+    const after = html.slice(end + 1, end + 1 + 3000)
+    const close = after.toLowerCase().indexOf(`</${name}`)
+    const hidden = (close >= 0 ? after.slice(0, close) : after.slice(0, 300)).replace(/<[^<>]*>/g, '')
+    if (hidden.replace(/[^\p{L}]/gu, '').length >= 20) return hidden.trim().slice(0, 60)
+  }
+  return
+}
 
 /** Runs the header and content heuristics, plus the parser's defects. */
 export function runRules(m: MessageView, ctx: RuleContext): Hit[] {

@@ -113,7 +113,11 @@ const CASES: Case[] = [
   { name: 'binary garbage (1 MB)', raw: () => garbage(1024 * 1024), defects: [] },
   { name: 'empty input', raw: () => Buffer.alloc(0), defects: ['MIME_NO_BODY'] },
   { name: 'only headers, no empty line', raw: () => Buffer.from(head()), defects: ['MIME_NO_BODY'] },
-  { name: 'only headers, then the empty line', raw: () => Buffer.from(`${head()}${CRLF}${CRLF}`), defects: [] },
+  {
+    name: 'only headers, then the empty line',
+    raw: () => Buffer.from(`${head()}${CRLF}${CRLF}`),
+    defects: [],
+  },
   {
     name: 'NUL bytes in header names, values and body',
     raw: () =>
@@ -140,6 +144,21 @@ const CASES: Case[] = [
     defects: [],
   },
   {
+    // a regex over the whole body once took 11 s on this
+    name: 'hostile HTML: 40,000 styled tags never closed',
+    raw: () =>
+      Buffer.from(`${head(['Content-Type: text/html'])}${CRLF}${CRLF}${'<a style="x"'.repeat(40_000)}`),
+    defects: [],
+  },
+  {
+    name: 'hostile HTML: hidden elements full of unclosed "<"',
+    raw: () =>
+      Buffer.from(
+        `${head(['Content-Type: text/html'])}${CRLF}${CRLF}${`<i style="display:none">${'<'.repeat(2970)}`.repeat(170)}`,
+      ),
+    defects: [],
+  },
+  {
     name: 'a header of 100,000 folded continuation lines',
     raw: () => Buffer.from(`${head([`X-Folded: a${'\r\n b'.repeat(100_000)}`])}${CRLF}${CRLF}body${CRLF}`),
     defects: ['HEADER_TOO_LONG'],
@@ -148,7 +167,12 @@ const CASES: Case[] = [
 
 describe('broken and hostile messages', () => {
   const detector = new Detector({ model: smallModel(), authservId: 'mx.moat.test' })
-  const envelope: Envelope = { mailFrom: 'x@evil.test', rcptTo: ['bob@example.net'], clientIp: null, helo: null }
+  const envelope: Envelope = {
+    mailFrom: 'x@evil.test',
+    rcptTo: ['bob@example.net'],
+    clientIp: null,
+    helo: null,
+  }
   const baseline = process.memoryUsage().heapUsed
 
   for (const c of CASES) {

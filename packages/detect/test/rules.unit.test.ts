@@ -278,11 +278,28 @@ describe('content rules', () => {
     }
   })
 
+  it('HTML_HIDDEN_TEXT: upper case, single quotes, nested markup; the detail is the hidden text', async () => {
+    const html =
+      "<P>Hi</P><SPAN class=x STYLE='DISPLAY: NONE'>Cheap <b>meds</b> without prescription here</SPAN>"
+    const hits = runRules(await readMessage(alternative(html)), CTX)
+    expect(hits).toEqual([
+      {
+        name: 'HTML_HIDDEN_TEXT',
+        score: SYMBOLS.HTML_HIDDEN_TEXT.score,
+        detail: 'Cheap meds without prescription here',
+      },
+    ])
+  })
+
   it('a hidden element with hardly any text (a preheader spacer, a tracking pixel) is not HTML_HIDDEN_TEXT', async () => {
     const html =
       '<div style="display:none">&nbsp;</div><img style="display:none" src="https://t.example.org/p.gif">' +
       '<p style="font-size:10px; opacity:0.8">Unsubscribe from these emails at any time.</p>'
     expect(await symbols(alternative(html))).toEqual([])
+    // not a style attribute
+    const data =
+      '<div data-style="display:none" title="style=display:none">an ordinary visible paragraph of text</div>'
+    expect(await symbols(alternative(data))).toEqual([])
   })
 
   it('URL_TEXT_MISMATCH', async () => {
