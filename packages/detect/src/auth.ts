@@ -1,4 +1,5 @@
-import { authenticate } from 'mailauth'
+import { isIP } from 'node:net'
+import { arc, dkimVerify, dmarc, spf } from 'mailauth'
 import type { DnsLookup } from './dns'
 import { type Hit, hit } from './rules'
 
@@ -23,59 +24,143 @@ export interface AuthOutcome {
  */
 export async function authenticateMessage(
   raw: Buffer,
-  input: AuthInput,
+  input: AuthInput & {
+    /** From header addresses, when the caller has parsed them; unsigned mail then skips DKIM parsing */
+    headerFrom?: string[]
+    /** whether the header has DKIM-Signature or ARC-* fields (see `hasSignatures`) */
+    signed?: boolean
+  },
   options: { lookup: DnsLookup; authservId: string },
 ): Promise<AuthOutcome> {
-  const res = await authenticate(raw, {
+  const resolver = options.lookup as never
+  // mailauth's authenticate() without the Received-chain parsing and BIMI, and without a second
+  // pass over the message when nothing in it is signed
+  const dkimResult: DkimOutcome =
+    input.signed === false && input.headerFrom
+      ? {
+          headerFrom: input.headerFrom,
+          results: [
+            {
+              status: { result: 'none', comment: 'message not signed' },
+              info: 'dkim=none (message not signed)',
+            },
+          ],
+          arc: { chain: false },
+        }
+      : ((await dkimVerify(raw, { resolver, sender: input.mailFrom || undefined })) as DkimOutcome)
+  const helo = input.helo ? (isIP(input.helo) ? `[${input.helo}]` : input.helo) : `[${input.clientIp}]`
+  const spfResult = await spf({
     ip: input.clientIp,
-    helo: input.helo ?? undefined,
+    helo,
     sender: input.mailFrom || undefined,
     mta: options.authservId,
-    resolver: options.lookup as never,
-    disableBimi: true,
-  })
-  const hits: Hit[] = []
-  const spf = res.spf ? res.spf.status.result : 'none'
-  if (spf === 'pass') hits.push(hit('SPF_PASS'))
-  else if (spf === 'fail') hits.push(hit('SPF_FAIL', res.spf ? res.spf.domain : undefined))
-  else if (spf === 'softfail') hits.push(hit('SPF_SOFTFAIL'))
-  else if (spf === 'permerror') hits.push(hit('SPF_PERMERROR'))
+    resolver,
+  } as never)
+  const arcResult =
+    dkimResult.arc.chain === false
+      ? { status: { result: 'none' }, info: 'arc=none' }
+      : ((await arc(dkimResult.arc as never, { resolver } as never)) as {
+          status: { result: string }
+          info?: string
+        })
+  const passing = dkimResult.results.filter((r) => r.status.result === 'pass')
+  const dmarcResult =
+    dkimResult.headerFrom.length > 0
+      ? ((await dmarc({
+          headerFrom: dkimResult.headerFrom,
+          spfDomains: spfResult?.status.result === 'pass' && spfResult.domain ? [spfResult.domain] : [],
+          dkimDomains: passing.map((r) => ({
+            id: r.id,
+            domain: r.signingDomain,
+            aligned: r.status.aligned,
+            underSized: r.status.underSized,
+          })),
+          arcResult,
+          resolver,
+        } as never)) as DmarcOutcome | false)
+      : false
 
-  const dkimResults = res.dkim.results ?? []
-  const passing = dkimResults.filter((r) => r.status.result === 'pass')
+  const hits: Hit[] = []
+  const spfStatus = spfResult ? spfResult.status.result : 'none'
+  if (spfStatus === 'pass') hits.push(hit('SPF_PASS'))
+  else if (spfStatus === 'fail') hits.push(hit('SPF_FAIL', spfResult?.domain))
+  else if (spfStatus === 'softfail') hits.push(hit('SPF_SOFTFAIL'))
+  else if (spfStatus === 'permerror') hits.push(hit('SPF_PERMERROR'))
+
+  const signatures = dkimResult.results.filter((r) => r.status.result !== 'none')
   const aligned = passing.find((r) => r.status.aligned)
-  let dkim = dkimResults.length ? (dkimResults[0]?.status.result ?? 'none') : 'none'
+  let dkimStatus = signatures.length ? (signatures[0]?.status.result ?? 'none') : 'none'
   if (aligned) {
-    dkim = 'pass'
+    dkimStatus = 'pass'
     hits.push(hit('DKIM_VALID_ALIGNED', aligned.signingDomain))
   } else if (passing.length) {
-    dkim = 'pass'
+    dkimStatus = 'pass'
     hits.push(hit('DKIM_VALID', passing[0]?.signingDomain))
-  } else if (dkimResults.some((r) => r.status.result === 'fail' || r.status.result === 'neutral')) {
-    hits.push(hit('DKIM_INVALID', dkimResults[0]?.signingDomain))
+  } else if (signatures.some((r) => r.status.result === 'fail' || r.status.result === 'neutral')) {
+    hits.push(hit('DKIM_INVALID', signatures[0]?.signingDomain))
   }
 
-  let dmarc = 'none'
-  if (res.dmarc) {
-    dmarc = res.dmarc.status.result
-    if (dmarc === 'pass') hits.push(hit('DMARC_PASS', res.dmarc.domain))
-    else if (dmarc === 'fail') {
-      const policy = (res.dmarc.policy ?? 'none').toLowerCase()
-      const detail = `${res.dmarc.domain} p=${policy}`
+  let dmarcStatus = 'none'
+  if (dmarcResult) {
+    dmarcStatus = dmarcResult.status.result
+    if (dmarcStatus === 'pass') hits.push(hit('DMARC_PASS', dmarcResult.domain))
+    else if (dmarcStatus === 'fail') {
+      const policy = (dmarcResult.policy ?? 'none').toLowerCase()
+      const detail = `${dmarcResult.domain} p=${policy}`
       if (policy === 'reject') hits.push(hit('DMARC_REJECT', detail))
       else if (policy === 'quarantine') hits.push(hit('DMARC_QUARANTINE', detail))
       else hits.push(hit('DMARC_FAIL_NONE', detail))
     }
   }
-  const arc = res.arc ? res.arc.status.result : 'none'
-  if (arc === 'fail') hits.push(hit('ARC_FAIL'))
+  const arcStatus = arcResult.status.result
+  if (arcStatus === 'fail') hits.push(hit('ARC_FAIL'))
 
-  const header =
-    res.headers
-      .split(/\r\n(?=\S)/)
-      .find((h) => /^Authentication-Results:/i.test(h))
-      ?.trimEnd() ?? `Authentication-Results: ${options.authservId}; none`
-  return { hits, header, summary: { spf, dkim, dmarc, arc } }
+  const rows = [
+    ...dkimResult.results.map((r) => r.info),
+    ...(spfResult ? [spfResult.info] : []),
+    ...(arcResult.info ? [arcResult.info] : []),
+    ...(dmarcResult ? [dmarcResult.info ?? ''] : []).filter(Boolean),
+  ].map((row) => fold(row, 160))
+  const header = `Authentication-Results: ${options.authservId};\r\n ${rows.join(';\r\n ')}`
+  return { hits, header, summary: { spf: spfStatus, dkim: dkimStatus, dmarc: dmarcStatus, arc: arcStatus } }
+}
+
+interface DkimOutcome {
+  headerFrom: string[]
+  results: {
+    id?: string
+    signingDomain?: string
+    info: string
+    status: { result: string; comment?: string; aligned?: string | boolean; underSized?: number }
+  }[]
+  arc: { chain: unknown }
+}
+
+interface DmarcOutcome {
+  status: { result: string }
+  domain: string
+  policy?: string
+  info?: string
+}
+
+/** Folds a header row at spaces so that no line is longer than `width` (where a space allows it). */
+function fold(row: string, width: number): string {
+  const out: string[] = []
+  let line = ''
+  for (const word of row.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      out.push(line)
+      line = word
+    } else line = line ? `${line} ${word}` : word
+  }
+  out.push(line)
+  return out.join('\r\n  ')
+}
+
+/** True when the header block has fields that need DKIM or ARC verification. */
+export function hasSignatures(headers: ReadonlyMap<string, unknown>): boolean {
+  for (const name of headers.keys()) if (name === 'dkim-signature' || name.startsWith('arc-')) return true
+  return false
 }
 
 /** The authserv-id of an `Authentication-Results` header value (RFC 8601 §2.2), lower-cased. */

@@ -1,4 +1,4 @@
-import { type AuthOutcome, authenticateMessage } from './auth'
+import { type AuthOutcome, authenticateMessage, hasSignatures } from './auth'
 import type { DnsLookup } from './dns'
 import { checkBlocklists, type DnsblZone } from './dnsbl'
 import type { ContentModel, Overlay } from './model'
@@ -80,7 +80,12 @@ export class Detector {
         envelope.clientIp
           ? authenticateMessage(
               raw,
-              { ...envelope, clientIp: envelope.clientIp },
+              {
+                ...envelope,
+                clientIp: envelope.clientIp,
+                headerFrom: view.fromAddresses,
+                signed: hasSignatures(view.headers),
+              },
               { lookup, authservId: o.authservId },
             ).catch((err: Error) => {
               netHits.push({ name: 'AUTH_ERROR', score: 0, detail: err.message.slice(0, 200) })

@@ -11,6 +11,8 @@ export interface MessageView {
   from: { address: string; name: string } | undefined
   /** addresses in From: (more than one is a defect of its own) */
   fromCount: number
+  /** every From address, lower-cased (DMARC needs exactly one) */
+  fromAddresses: string[]
   replyTo: string | undefined
   to: string[]
   subject: string
@@ -62,6 +64,7 @@ export async function readMessage(raw: Buffer): Promise<MessageView> {
     headers,
     from: undefined,
     fromCount: 0,
+    fromAddresses: [],
     replyTo: undefined,
     to: [],
     subject: decodeWords(headers.get('subject')?.[0] ?? ''),
@@ -75,6 +78,7 @@ export async function readMessage(raw: Buffer): Promise<MessageView> {
     // the body is not parsed: the header view and the content model still score the message
     view.from = firstAddress(headers.get('from')?.[0])
     view.fromCount = headers.get('from')?.[0] ? 1 : 0
+    view.fromAddresses = view.from ? [view.from.address] : []
     return view
   }
   let mail: ParsedMail
@@ -89,12 +93,14 @@ export async function readMessage(raw: Buffer): Promise<MessageView> {
   } catch (err) {
     defects.push('MIME_PARSE_ERROR')
     view.from = firstAddress(headers.get('from')?.[0])
+    view.fromAddresses = view.from ? [view.from.address] : []
     void err
     return view
   }
   const from = addresses(mail.from)
   view.from = from[0]
   view.fromCount = from.length
+  view.fromAddresses = from.map((a) => a.address)
   view.replyTo = addresses(mail.replyTo)[0]?.address
   view.to = [mail.to ?? []].flat().flatMap((a) => addresses(a).map((x) => x.address))
   view.subject = mail.subject ?? ''
