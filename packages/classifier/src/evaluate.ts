@@ -18,6 +18,7 @@ export const DEFAULT_TRAIN: Required<TrainOptions> = {
   mode: 'tone',
   margin: 0.1,
   normalize: true,
+  naiveBayes: 3,
   epochs: 10,
   seed: 1,
 }
@@ -32,8 +33,10 @@ export function trainOnVectors(
   const model = new LogisticRegression(o)
   const order = Array.from({ length: vectors.length }, (_, i) => i)
   for (let e = 0; e < o.epochs; e++) {
-    for (const i of shuffled(order, o.seed + e)) model.train(vectors[i] as Uint32Array, labels[i] as 0 | 1)
+    for (const i of shuffled(order, o.seed + e))
+      model.train(vectors[i] as Uint32Array, labels[i] as 0 | 1, e === 0)
   }
+  model.prepare()
   return model
 }
 
@@ -52,6 +55,8 @@ export function trainModel(
 export interface EvalReport extends Metrics {
   /** recall at a threshold that keeps FPR <= 0.1 % (chosen on the evaluated scores: optimistic) */
   recallAtFpr001: number
+  /** the threshold behind `recallAtFpr001` */
+  thresholdAtFpr001: number
   /** messages per second for extraction + scoring of evaluated messages */
   classifyPerSecond: number
   /** messages per second for scoring alone (features already extracted) */
@@ -68,9 +73,11 @@ function finish(
   trainMs: number,
 ): EvalReport {
   const m = computeMetrics(scores, labels, threshold)
+  const atFpr = recallAtFpr(scores, labels, 0.001)
   return {
     ...m,
-    recallAtFpr001: recallAtFpr(scores, labels, 0.001).recall,
+    recallAtFpr001: atFpr.recall,
+    thresholdAtFpr001: atFpr.threshold,
     classifyPerSecond: scores.length / ((extractMs + scoreMs) / 1000),
     scorePerSecond: scores.length / (scoreMs / 1000),
     trainSeconds: trainMs / 1000,
@@ -135,6 +142,7 @@ export function evaluateModel(
   messages: readonly LabeledMessage[],
   options: { threshold?: number; online?: boolean } = {},
 ): EvalReport {
+  model.prepare()
   const scores = new Float64Array(messages.length)
   const labels = messages.map((m) => m.label)
   let extractMs = 0

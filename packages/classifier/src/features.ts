@@ -28,9 +28,11 @@ const PRESENCE_HEADERS = new Set([
 ])
 
 const MAX_TOKENS = 4000
-const MAX_BIGRAMS = 600
+const MAX_BIGRAMS = 4000
 const WORD_RE = /[a-z0-9$\u00c0-\u024f][a-z0-9$_'\u00c0-\u024f-]*/g
-const URL_RE = /\b(?:https?:\/\/|www\.)([a-z0-9.-]{1,253})/gi
+const URL_RE = /\b(?:https?:\/\/|www\.)([a-z0-9.-]{1,253})(?::\d{1,5})?(\/[^\s"'<>()]{0,200})?/gi
+const TAG_RE = /<([a-zA-Z][a-zA-Z0-9]{0,9})\b([^<>]{0,400})>/g
+const ATTR_RE = /([a-zA-Z-]{1,20})\s*=/g
 
 /** 32-bit FNV-1a over UTF-16 code units. */
 export function fnv1a(s: string): number {
@@ -129,12 +131,44 @@ export function baseDomain(host: string): string {
   return labels.slice(-n).join('.')
 }
 
-export interface ExtractOptions {
+/** Optional feature groups (experiments; the defaults are what the shipped model is trained with). */
+export interface FeatureConfig {
+  /** character n-gram length over the normalised body text; 0 = off */
+  charNgrams: number
+  /** how many characters of normalised body text the character n-grams read */
+  charNgramChars: number
+  /** URL path tokens (`up:`) besides the host */
+  urlPaths: boolean
+  /** names of HTML tags and attributes used (`tag:`, `attr:`) */
+  htmlTags: boolean
+  /** Content-Type structure and transfer encodings of the parts (`cs:`, `te:`, `mp:`) */
+  mimeStructure: boolean
+  /** word pairs in the body; max count */
+  bodyBigrams: number
+  /** skip-one word pairs in the body (`b3:a _ c`); max count, 0 = off */
+  skipBigrams: number
+  /** sender-consistency header features: Reply-To and Message-ID domain vs the From domain (`hx:`) */
+  headerExtras: boolean
+}
+
+export const DEFAULT_FEATURES: FeatureConfig = {
+  charNgrams: 0,
+  charNgramChars: 3000,
+  urlPaths: true,
+  htmlTags: false,
+  mimeStructure: true,
+  bodyBigrams: MAX_BIGRAMS,
+  skipBigrams: 0,
+  headerExtras: true,
+}
+
+export interface ExtractOptions extends Partial<FeatureConfig> {
   bits?: number
 }
 
 /** The named (unhashed) features of a message, for debugging and tests. */
-export function featureNames(msg: ParsedMessage): string[] {
+export function featureNames(msg: ParsedMessage, options: Partial<FeatureConfig> = {}): string[] {
+  const cfg = { ...DEFAULT_FEATURES, ...options }
   const f: string[] = []
   const subject = decodeEncodedWords((headerValue(msg.headers, 'subject') ?? '').slice(0, 2000))
   const subjTokens = tokenize(subject, 60)
@@ -154,6 +188,7 @@ export function featureNames(msg: ParsedMessage): string[] {
   for (const t of tokenize(display, 10)) f.push(`fn:${t}`)
 
   for (const h of msg.headers) if (PRESENCE_HEADERS.has(h.name)) f.push(`h:${h.name}`)
+  if (cfg.headerExtras) headerExtras(f, msg, fromDomain)
   const mailer = headerValue(msg.headers, 'x-mailer') ?? headerValue(msg.headers, 'user-agent')
   if (mailer) for (const t of tokenize(mailer, 4)) f.push(`xm:${t}`)
   const topType = (headerValue(msg.headers, 'content-type') ?? 'text/plain')
@@ -169,24 +204,114 @@ export function featureNames(msg: ParsedMessage): string[] {
   if (hasHtml && !hasPlain) f.push('b#htmlonly')
   let text = ''
   for (const p of msg.parts) {
+    urls(f, p.text, cfg.urlPaths)
     if (p.type === 'text/html') {
-      URL_RE.lastIndex = 0
-      for (let m = URL_RE.exec(p.text); m; m = URL_RE.exec(p.text)) addHost(f, m[1] ?? '')
       if (/<img\b/i.test(p.text)) f.push('b#img')
       if (/<form\b/i.test(p.text)) f.push('b#form')
+      if (cfg.htmlTags) htmlTags(f, p.text)
       text += ` ${stripHtml(p.text)}`
     } else {
-      URL_RE.lastIndex = 0
-      for (let m = URL_RE.exec(p.text); m; m = URL_RE.exec(p.text)) addHost(f, m[1] ?? '')
       text += ` ${p.text}`
+    }
+  }
+  if (cfg.mimeStructure) {
+    f.push(`mp:${msg.leafTypes.slice(0, 6).join(',')}`)
+    for (const p of msg.parts) {
+      f.push(
+        `cs:${(p.charset ?? 'none').slice(0, 20)}`,
+        `te:${p.type}:${(p.encoding ?? 'none').slice(0, 20)}`,
+      )
     }
   }
   const body = tokenize(text)
   for (const t of body) f.push(`b:${t}`)
-  const nb = Math.min(body.length, MAX_BIGRAMS)
+  const nb = Math.min(body.length, cfg.bodyBigrams)
   for (let i = 1; i < nb; i++) f.push(`b2:${body[i - 1]} ${body[i]}`)
+  const ns = Math.min(body.length, cfg.skipBigrams)
+  for (let i = 2; i < ns; i++) f.push(`b3:${body[i - 2]} ${body[i]}`)
+  if (cfg.charNgrams > 0) charNgrams(f, text, cfg.charNgrams, cfg.charNgramChars)
   f.push(`b#len${Math.min(Math.floor(Math.log2(body.length + 1)), 14)}`)
   return f
+}
+
+/**
+ * Sender consistency: whether the Reply-To and Message-ID domains match the From domain (many bulk
+ * senders and ratware generate Message-IDs on another host). Learned, not a rule: a corpus where
+ * legitimate mail often mismatches gives these small weights.
+ */
+function headerExtras(f: string[], msg: ParsedMessage, fromDomain: string | undefined): void {
+  const fromBase = fromDomain ? baseDomain(fromDomain) : ''
+  const replyTo = headerValue(msg.headers, 'reply-to')
+  if (replyTo) {
+    const d = emailDomain(replyTo)
+    f.push(d && baseDomain(d) === fromBase ? 'hx:replyto-same' : 'hx:replyto-other')
+  }
+  const mid = headerValue(msg.headers, 'message-id')
+  if (mid) {
+    const d = /@([^>\s]+)/.exec(mid)?.[1]?.toLowerCase()
+    f.push(!d ? 'hx:mid-nodomain' : baseDomain(d) === fromBase ? 'hx:mid-same' : 'hx:mid-other')
+  }
+}
+
+function urls(f: string[], text: string, paths: boolean): void {
+  URL_RE.lastIndex = 0
+  let n = 0
+  for (let m = URL_RE.exec(text); m && n < 100; m = URL_RE.exec(text), n++) {
+    addHost(f, m[1] ?? '')
+    const path = m[2]
+    if (!paths || !path) continue
+    if (path.includes('?')) f.push('u#query')
+    if (path.includes('@') || path.includes('%')) f.push('u#escape')
+    for (const t of tokenize(path.replace(/[/?&=._#+]/g, ' '), 8)) f.push(`up:${t}`)
+  }
+}
+
+function htmlTags(f: string[], html: string): void {
+  TAG_RE.lastIndex = 0
+  const seen = new Set<string>()
+  let n = 0
+  for (let m = TAG_RE.exec(html); m && n < 2000; m = TAG_RE.exec(html), n++) {
+    const tag = (m[1] ?? '').toLowerCase()
+    if (!seen.has(tag)) {
+      seen.add(tag)
+      f.push(`tag:${tag}`)
+    }
+    const attrs = m[2]
+    if (!attrs) continue
+    ATTR_RE.lastIndex = 0
+    for (let a = ATTR_RE.exec(attrs); a; a = ATTR_RE.exec(attrs)) {
+      const name = `${tag}.${(a[1] ?? '').toLowerCase()}`
+      if (!seen.has(name)) {
+        seen.add(name)
+        f.push(`attr:${name}`)
+      }
+    }
+  }
+}
+
+/**
+ * Character n-grams of the normalised text (lower-case letters; digits become 9; anything else a single
+ * space), over at most `maxChars` normalised characters. Robust to the word-splitting obfuscation spam
+ * uses (`V-i-a-g-r-a`, `fr ee`), and to inflections.
+ */
+function charNgrams(f: string[], text: string, n: number, maxChars: number): void {
+  const lower = text.toLowerCase()
+  let norm = ''
+  let space = true
+  for (let i = 0; i < lower.length && norm.length < maxChars; i++) {
+    const c = lower.charCodeAt(i)
+    if ((c >= 97 && c <= 122) || (c >= 0xc0 && c <= 0x24f)) {
+      norm += lower[i]
+      space = false
+    } else if (c >= 48 && c <= 57) {
+      norm += '9'
+      space = false
+    } else if (!space) {
+      norm += ' '
+      space = true
+    }
+  }
+  for (let i = 0; i + n <= norm.length; i++) f.push(`c:${norm.slice(i, i + n)}`)
 }
 
 function addHost(f: string[], host: string): void {
@@ -207,11 +332,14 @@ export function extractFeatures(raw: Buffer | string, options: ExtractOptions = 
   const mask = (1 << (options.bits ?? DEFAULT_BITS)) - 1
   let names: string[]
   try {
-    names = featureNames(parseMessage(raw))
+    names = featureNames(parseMessage(raw), options)
   } catch {
     names = ['#unparsable']
   }
-  const set = new Set<number>()
-  for (const n of names) set.add(fnv1a(n) & mask)
-  return Uint32Array.from(set).sort()
+  const h = new Uint32Array(names.length)
+  for (let i = 0; i < names.length; i++) h[i] = fnv1a(names[i] ?? '') & mask
+  h.sort()
+  let n = 0
+  for (let i = 0; i < h.length; i++) if (i === 0 || h[i] !== h[i - 1]) h[n++] = h[i] ?? 0
+  return h.slice(0, n)
 }

@@ -10,14 +10,16 @@ export {
 } from './evaluate'
 export {
   DEFAULT_BITS,
+  DEFAULT_FEATURES,
   type ExtractOptions,
   extractFeatures,
+  type FeatureConfig,
   featureNames,
   fnv1a,
   stripHtml,
   tokenize,
 } from './features'
 export { chi2Q, FisherModel, type FisherOptions } from './fisher'
-export { LogisticRegression, type LogRegOptions } from './logreg'
+export { FEATURE_VERSION, LogisticRegression, type LogRegOptions } from './logreg'
 export { computeMetrics, type Metrics, recallAtFpr, rocAuc } from './metrics'
 export { type ParsedMessage, parseMessage } from './mime'

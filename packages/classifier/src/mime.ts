@@ -16,6 +16,10 @@ export interface TextPart {
   /** lower-cased media type, e.g. `text/plain` */
   type: string
   text: string
+  /** declared charset, lower-cased, if any */
+  charset?: string
+  /** declared Content-Transfer-Encoding, lower-cased, if any */
+  encoding?: string
 }
 
 export interface ParsedMessage {
@@ -175,7 +179,9 @@ function walk(raw: string, headers: Header[], depth: number, out: ParsedMessage)
   const slice = body.slice(0, (LIMITS.textChars - used) * 2)
   const bytes = decodeBody(slice, headerValue(headers, 'content-transfer-encoding'))
   const text = decodeCharset(bytes, ct.params.get('charset')).slice(0, LIMITS.textChars - used)
-  out.parts.push({ type: ct.type === 'text/html' ? 'text/html' : 'text/plain', text })
+  const charset = ct.params.get('charset')?.toLowerCase()
+  const encoding = headerValue(headers, 'content-transfer-encoding')?.trim().toLowerCase()
+  out.parts.push({ type: ct.type === 'text/html' ? 'text/html' : 'text/plain', text, charset, encoding })
 }
 
 /** Parses a raw message. Never throws; malformed structure yields fewer parts, not an error. */

@@ -48,13 +48,52 @@ describe('LogisticRegression', () => {
     for (const v of vs) expect(copy.score(v)).toBe(m.score(v))
     const msg = extractFeatures(Buffer.from('Subject: hello\n\nbuy now'), { bits: 12 })
     expect(copy.score(msg)).toBe(m.score(msg))
-    expect(m.serialize().length).toBeLessThan(44 + 8 * 40)
+    // 76-byte header, 8 bytes per non-zero weight, 12 per feature with naive-Bayes counts (40 features here)
+    expect(m.naiveBayes).toBeGreaterThan(0)
+    expect(m.serialize().length).toBeLessThanOrEqual(76 + 8 * 41 + 12 * 40)
+    expect(copy.nSpam).toBe(50)
+    expect(copy.nHam).toBe(50)
+    const plain = trainOnVectors(vs, ls, { bits: 12, naiveBayes: 0 })
+    expect(plain.serialize().length).toBeLessThanOrEqual(76 + 8 * 41)
+    const plainCopy = LogisticRegression.deserialize(plain.serialize())
+    for (const v of vs) expect(plainCopy.score(v)).toBe(plain.score(v))
+  })
+
+  it('counts each message once for naive Bayes however many passes', () => {
+    const { vs, ls } = toy(100)
+    const m = trainOnVectors(vs, ls, { bits: 8, epochs: 4 })
+    expect(m.nSpam + m.nHam).toBe(100)
+    expect(m.seen).toBe(400)
+    // the naive-Bayes term alone separates the toy set
+    expect(m.nbMargin(Uint32Array.from([1, 2]))).toBeGreaterThan(0)
+    expect(m.nbMargin(Uint32Array.from([11, 12]))).toBeLessThan(0)
+    expect(m.nbMargin(Uint32Array.from([200]))).toBe(0)
+  })
+
+  it('online training keeps the naive-Bayes table in step with the counts', () => {
+    const m = new LogisticRegression({ bits: 8, naiveBayes: 3, mode: 'tone', learningRate: 1 })
+    const spam = Uint32Array.from([1, 2, 3])
+    const ham = Uint32Array.from([4, 5, 6])
+    for (let i = 0; i < 20; i++) {
+      m.train(spam, 1)
+      m.train(ham, 0)
+      // a freshly deserialised copy rebuilds the table from the counts: same scores, up to the 1 % staleness
+      const copy = LogisticRegression.deserialize(m.serialize())
+      expect(Math.abs(copy.score(spam) - m.score(spam))).toBeLessThan(0.02)
+    }
+    expect(m.score(spam)).toBeGreaterThan(0.9)
+    expect(m.score(ham)).toBeLessThan(0.1)
   })
 
   it('rejects corrupt model files', () => {
     expect(() => LogisticRegression.deserialize(Buffer.from('nope'))).toThrow()
     const buf = new LogisticRegression({ bits: 4 }).serialize()
     expect(() => LogisticRegression.deserialize(Buffer.concat([buf, Buffer.alloc(3)]))).toThrow()
+    const old = Buffer.concat([Buffer.from('MOATLR01', 'latin1'), Buffer.alloc(36)])
+    expect(() => LogisticRegression.deserialize(old)).toThrow(/retrain/)
+    const otherVersion = Buffer.from(buf)
+    otherVersion.writeUInt32LE(1, 12)
+    expect(() => LogisticRegression.deserialize(otherVersion)).toThrow(/feature version/)
   })
 })
 

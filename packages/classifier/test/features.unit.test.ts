@@ -40,6 +40,38 @@ describe('parseMessage', () => {
     expect(names).toContain('b:café')
     expect(names).toContain('b:visit')
     expect(names).not.toContain('b:href')
+    expect(names).toContain('mp:text/plain,text/html')
+    expect(names).toContain('cs:utf-8')
+    expect(names).toContain('te:text/html:base64')
+    expect(names).toContain('te:text/plain:quoted-printable')
+  })
+
+  it('sender consistency: Message-ID and Reply-To domains against From', () => {
+    const names = (h: string) => featureNames(parseMessage(crlf(`${h}\nSubject: x\n\nhello there`)))
+    expect(names('From: a@mail.example.com\nMessage-ID: <1@smtp.example.com>')).toContain('hx:mid-same')
+    expect(names('From: a@example.com\nMessage-ID: <1@bulk.example.net>')).toContain('hx:mid-other')
+    expect(names('From: a@example.com\nMessage-ID: <12345>')).toContain('hx:mid-nodomain')
+    expect(names('From: a@example.com\nReply-To: b@other.example.org')).toContain('hx:replyto-other')
+    expect(names('From: a@example.com').some((n) => n.startsWith('hx:'))).toBe(false)
+  })
+
+  it('URL path tokens, optional HTML tag and character n-gram features', () => {
+    const raw = crlf(
+      'Subject: x\nContent-Type: text/html\n\n<font color=red>Fr-ee</font> <a href="https://shop.example.com:8080/deals/Buy-Now.php?id=77">go</a>',
+    )
+    const msg = parseMessage(raw)
+    const names = featureNames(msg)
+    expect(names).toContain('u:shop.example.com')
+    expect(names).toContain('up:deals')
+    expect(names).toContain('up:buy-now')
+    expect(names).toContain('up:php')
+    expect(names).toContain('u#query')
+    expect(names.some((n) => n.startsWith('tag:') || n.startsWith('c:'))).toBe(false)
+    const more = featureNames(msg, { htmlTags: true, charNgrams: 4 })
+    expect(more).toContain('tag:font')
+    expect(more).toContain('attr:font.color')
+    expect(more).toContain('c:fr e')
+    expect(more).toContain('c: go ')
   })
 
   it('does not use corpus-specific headers or raw numbers', () => {

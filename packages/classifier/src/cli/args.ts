@@ -16,6 +16,8 @@ export function cliArgs() {
       mode: { type: 'string' },
       algorithm: { type: 'string' },
       bits: { type: 'string' },
+      'naive-bayes': { type: 'string' },
+      'fold-seed': { type: 'string' },
       limit: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -39,6 +41,7 @@ export function trainOptions(a: CliArgs) {
     learningRate: num(a['learning-rate'], 'learning-rate'),
     epochs: num(a.epochs, 'epochs'),
     bits: num(a.bits, 'bits'),
+    naiveBayes: num(a['naive-bayes'], 'naive-bayes'),
     ...(mode ? { mode } : {}),
   }
 }

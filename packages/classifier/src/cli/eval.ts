@@ -4,7 +4,8 @@ import { crossValidate, DEFAULT_TRAIN, type EvalReport, evaluateModel } from '..
 import { LogisticRegression } from '../logreg'
 import { cliArgs, DEFAULT_MODEL_FILE, num, trainOptions } from './args'
 
-const USAGE = `npm run eval -- --cv K [--limit N] [--algorithm logreg|fisher] [training options]
+const USAGE = `npm run eval -- --cv K [--fold-seed N] [--limit N] [--algorithm logreg|fisher] [training options]
+  training options: --learning-rate N --epochs N --mode always|tone --bits N --naive-bayes W (0 = off)
 npm run eval -- --corpus DIR --labels FILE [--model FILE] [--online] [--threshold P]
   labels file: one "spam|ham PATH" per line, PATH relative to DIR, in evaluation order
 `
@@ -19,7 +20,7 @@ function print(kind: string, r: EvalReport, extra: Record<string, unknown>): voi
     `false-positive rate ${pct(r.fpr)} (${r.falsePositives} ham scored spam)`,
     `precision           ${pct(r.precision)}`,
     `ROC AUC             ${r.auc.toFixed(5)}`,
-    `recall @ FPR<=0.1 % ${pct(r.recallAtFpr001)} (threshold chosen on these scores: optimistic)`,
+    `recall @ FPR<=0.1 % ${pct(r.recallAtFpr001)} at threshold ${r.thresholdAtFpr001.toFixed(4)} (chosen on these scores: optimistic)`,
     `classify msgs/s     ${r.classifyPerSecond.toFixed(0)} (parse + features + score, one thread)`,
     `score-only msgs/s   ${r.scorePerSecond.toFixed(0)}`,
     `train seconds       ${r.trainSeconds.toFixed(3)}${kind.startsWith('cross') ? ' (features pre-extracted, mean per fold)' : ''}`,
@@ -43,9 +44,10 @@ if (args.cv !== undefined) {
   const opts = Object.fromEntries(Object.entries(trainOptions(args)).filter(([, v]) => v !== undefined))
   const algorithm = args.algorithm ?? 'logreg'
   if (algorithm !== 'logreg' && algorithm !== 'fisher') throw new Error('--algorithm: logreg | fisher')
-  const r = crossValidate(messages, k, { ...opts, threshold, algorithm })
+  const foldSeed = num(args['fold-seed'], 'fold-seed') ?? 42
+  const r = crossValidate(messages, k, { ...opts, threshold, algorithm, foldSeed })
   const options = algorithm === 'fisher' ? { algorithm } : { algorithm, ...DEFAULT_TRAIN, ...opts }
-  print(`cross-validation, ${k} folds, SpamAssassin corpus, ${algorithm}`, r, { options })
+  print(`cross-validation, ${k} folds, SpamAssassin corpus, ${algorithm}`, r, { foldSeed, options })
 } else if (args.corpus && args.labels) {
   const messages = loadLabeledDir(args.corpus, args.labels)
   const model = LogisticRegression.deserialize(fs.readFileSync(args.model ?? DEFAULT_MODEL_FILE))

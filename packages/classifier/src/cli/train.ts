@@ -7,7 +7,7 @@ import { cliArgs, DEFAULT_MODEL_FILE, trainOptions } from './args'
 const args = cliArgs()
 if (args.help) {
   process.stdout.write(
-    'npm run train -- [--out FILE] [--learning-rate N] [--epochs N] [--mode always|tone] [--bits N]\n',
+    'npm run train -- [--out FILE] [--learning-rate N] [--epochs N] [--mode always|tone] [--bits N] [--naive-bayes W]\n',
   )
   process.exit(0)
 }
