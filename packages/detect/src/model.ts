@@ -70,22 +70,30 @@ export class ContentModel {
 
 /**
  * Loads the model file, building it from the bundled SpamAssassin corpus when it does not exist
- * yet (a few seconds, once). The file is written to a temporary name and renamed, so concurrent
- * starters never read half a model.
+ * yet (a few seconds, once) or was made by an older feature extractor. The file is written to a
+ * temporary name and renamed, so concurrent starters never read half a model.
  */
 export function loadOrBuildModel(file: string, log?: { info(obj: object, msg: string): void }): ContentModel {
-  if (!fs.existsSync(file)) {
-    const started = Date.now()
-    const messages = loadSpamAssassin()
-    const model = trainModel(messages)
-    fs.mkdirSync(path.dirname(file), { recursive: true })
-    const tmp = `${file}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, model.serialize())
-    fs.renameSync(tmp, file)
-    log?.info(
-      { file, messages: messages.length, ms: Date.now() - started },
-      'built the default spam model from the SpamAssassin public corpus',
-    )
+  let stale: string | undefined
+  if (fs.existsSync(file)) {
+    try {
+      return ContentModel.fromFile(file)
+    } catch (err) {
+      // only an outdated model is replaced; a damaged or foreign file is the operator's to look at
+      if (!/retrain/.test((err as Error).message)) throw new Error(`${file}: ${(err as Error).message}`)
+      stale = (err as Error).message
+    }
   }
-  return ContentModel.fromFile(file)
+  const started = Date.now()
+  const messages = loadSpamAssassin()
+  const model = trainModel(messages)
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  const tmp = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(tmp, model.serialize())
+  fs.renameSync(tmp, file)
+  log?.info(
+    { file, messages: messages.length, ms: Date.now() - started, ...(stale ? { replaced: stale } : {}) },
+    'built the default spam model from the SpamAssassin public corpus',
+  )
+  return new ContentModel(model)
 }

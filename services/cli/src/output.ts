@@ -158,6 +158,9 @@ export function startBanner(cfg: Config, stack: Stack): void {
     stack.running.includes('scan')
       ? `  virus scanning      ${cfg.scan.virusScan ? (stack.clamd ?? '?') : 'OFF (MOAT_VIRUS_SCAN=off): mail is delivered unscanned'}`
       : '',
+    stack.running.includes('scan')
+      ? `  spam detection      ${cfg.scan.spamScan ? `model ${cfg.scan.spamModelFile}, ${cfg.scan.dnsblZones.length ? `blocklists ${cfg.scan.dnsblZones.map((z) => z.zone).join(', ')}` : 'no blocklists (MOAT_DNSBL_ZONES)'}` : 'OFF (MOAT_SPAM_SCAN=off)'}`
+      : '',
     '',
     'Next, in another terminal:',
     '  npx moat tenant create acme',
