@@ -9,6 +9,7 @@
  * The verdict threshold is the default quarantine threshold unless `--threshold` says otherwise.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   computeMetrics,
@@ -28,8 +29,9 @@ import { ContentModel } from '../model'
 import { DEFAULT_POLICY } from '../policy'
 
 const USAGE = `npm run eval -- --cv K [--fold-seed N] [--limit N] [--threshold SCORE]
-npm run eval -- --corpus DIR --labels FILE [--model FILE] [--online] [--threshold SCORE] [--limit N]
-  labels file: one "spam|ham PATH" per line (tab or spaces), PATH relative to DIR, in evaluation order
+npm run eval -- --corpus DIR [--labels FILE] [--model FILE] [--online] [--threshold SCORE] [--limit N]
+  labels file (default DIR/labels or DIR/index): one "spam|ham PATH" per line (tab or spaces),
+  PATH relative to DIR, in evaluation order
   --model: a file from \`npm run train\`; default: trained on the whole SpamAssassin corpus now
   --online: learn each message's true label right after classifying it (TREC immediate feedback)
   --threshold: a message is spam when its score is at least this (default ${DEFAULT_POLICY.quarantineThreshold}, the quarantine threshold)
@@ -159,8 +161,15 @@ if (args.cv !== undefined) {
   }
   const r = await scoreAll((i) => detectors[foldOf[i] ?? 0] as Detector, messages, order, undefined)
   report(`cross-validation, ${k} folds, SpamAssassin corpus, whole engine`, r, { folds: k, foldSeed })
-} else if (args.corpus && args.labels) {
-  const messages = loadLabeledDir(args.corpus, args.labels).slice(0, limit)
+} else if (args.corpus) {
+  // the labels file defaults to DIR/labels, or DIR/index as in the TREC corpora
+  const labels =
+    args.labels ?? ['labels', 'index'].map((f) => path.join(args.corpus as string, f)).find((f) => fs.existsSync(f))
+  if (!labels) {
+    process.stderr.write(`no labels file: give --labels FILE, or put one at ${args.corpus}/labels\n`)
+    process.exit(2)
+  }
+  const messages = loadLabeledDir(args.corpus, labels).slice(0, limit)
   const global = args.model
     ? LogisticRegression.deserialize(fs.readFileSync(args.model))
     : trainModel(loadSpamAssassin())
