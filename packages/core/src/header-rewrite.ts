@@ -50,7 +50,10 @@ function headerEnd(buf: Buffer): number {
 export function rewriteBlock(block: string, rewrite: HeaderRewrite): string {
   const eol = block.includes('\r\n') ? '\r\n' : '\n'
   // split into fields, keeping folded continuation lines with their field
-  const fields = block.split(/\r?\n(?=[^ \t])/).filter((f) => f.length > 0)
+  const fields = block
+    .replace(/\r?\n$/, '')
+    .split(/\r?\n(?=[^ \t])/)
+    .filter((f) => f.length > 0)
   const strip = rewrite.stripAuthservId?.toLowerCase()
   // the block is a latin1 view of the bytes; what we add is UTF-8
   const bytes = (v: string) => Buffer.from(v, 'utf8').toString('latin1')
