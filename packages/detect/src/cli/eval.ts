@@ -164,7 +164,8 @@ if (args.cv !== undefined) {
 } else if (args.corpus) {
   // the labels file defaults to DIR/labels, or DIR/index as in the TREC corpora
   const labels =
-    args.labels ?? ['labels', 'index'].map((f) => path.join(args.corpus as string, f)).find((f) => fs.existsSync(f))
+    args.labels ??
+    ['labels', 'index'].map((f) => path.join(args.corpus as string, f)).find((f) => fs.existsSync(f))
   if (!labels) {
     process.stderr.write(`no labels file: give --labels FILE, or put one at ${args.corpus}/labels\n`)
     process.exit(2)
