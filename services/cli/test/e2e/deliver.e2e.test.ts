@@ -110,9 +110,9 @@ describe.skipIf(!clamdUrl)(
       const text = await run(process.execPath, [MOAT, 'messages', '--domain', 'acme.test'], {
         env: { ...process.env, ...h.env },
       })
-      expect(text.stdout).toMatch(/^ID\s+RECEIVED\s+STATUS\s+TENANT\s+FROM\s+TO\s+SUBJECT\n/)
+      expect(text.stdout).toMatch(/^ID\s+RECEIVED\s+STATUS\s+SCORE\s+TENANT\s+FROM\s+TO\s+SUBJECT\n/)
       expect(text.stdout).toMatch(
-        /msg_\w+\s+[\d-]+ [\d:]+\s+delivered\s+acme\s+alice@sender\.example\s+bob@acme\.test\s+Quarterly report/,
+        /msg_\w+\s+[\d-]+ [\d:]+\s+delivered\s+-?\d+\.\d\s+acme\s+alice@sender\.example\s+bob@acme\.test\s+Quarterly report/,
       )
     })
 
