@@ -21,6 +21,8 @@ export const tenants = pgTable('tenants', {
   name: text('name').notNull().unique(),
   /** `active` or `suspended`; a suspended tenant's mail is refused at RCPT time. */
   status: text('status').notNull().default('active'),
+  /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
+  spamModelVersion: integer('spam_model_version').notNull().default(0),
   createdAt: createdAt(),
 })
 

@@ -26,4 +26,4 @@ export {
   SYMBOLS,
   type SymbolName,
 } from './rules'
-export { addToOverlay, loadListEntries, loadOverlay, loadPolicyLayers } from './store'
+export { addToOverlay, loadListEntries, loadOverlay, loadPolicyLayers, TenantOverlays } from './store'

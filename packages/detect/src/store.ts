@@ -1,4 +1,4 @@
-import { type Executor, listEntries, policies, tenantModelWeights } from '@moat/db'
+import { type Executor, listEntries, policies, tenantModelWeights, tenants } from '@moat/db'
 import { and, eq, inArray, isNull, or, sql } from 'drizzle-orm'
 import type { Overlay } from './model'
 import type { ListEntry, Policy } from './policy'
@@ -29,6 +29,39 @@ export async function addToOverlay(
         target: [tenantModelWeights.tenantId, tenantModelWeights.feature],
         set: { weight: sql`${tenantModelWeights.weight} + excluded.weight` },
       })
+  }
+}
+
+const EMPTY: Overlay = new Map()
+
+/**
+ * Each tenant's whole overlay, kept in memory and reloaded when the tenant's model version moves
+ * (a release or report in any process bumps it). Per message this costs one primary-key lookup;
+ * tenants that never gave feedback (version 0) cost nothing more.
+ */
+export class TenantOverlays {
+  private readonly cache = new Map<string, { version: number; overlay: Overlay }>()
+
+  constructor(private readonly maxTenants = 1000) {}
+
+  async get(db: Executor, tenantId: string): Promise<Overlay> {
+    const [row] = await db
+      .select({ version: tenants.spamModelVersion })
+      .from(tenants)
+      .where(eq(tenants.id, tenantId))
+    const version = row?.version ?? 0
+    if (version === 0) return EMPTY
+    const cached = this.cache.get(tenantId)
+    if (cached?.version === version) return cached.overlay
+    const rows = await db
+      .select({ feature: tenantModelWeights.feature, weight: tenantModelWeights.weight })
+      .from(tenantModelWeights)
+      .where(eq(tenantModelWeights.tenantId, tenantId))
+    const overlay = new Map(rows.map((r) => [r.feature, r.weight]))
+    this.cache.delete(tenantId)
+    if (this.cache.size >= this.maxTenants) this.cache.delete(this.cache.keys().next().value as string)
+    this.cache.set(tenantId, { version, overlay })
+    return overlay
   }
 }
 

@@ -12,10 +12,10 @@ import {
   fmt,
   type Hit,
   loadListEntries,
-  loadOverlay,
   loadPolicyLayers,
   matchLists,
   resolvePolicy,
+  TenantOverlays,
 } from '@moat/detect'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
@@ -159,6 +159,9 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
 
 type MessageRow = typeof messages.$inferSelect
 
+/** Tenants' model overlays, shared by the scan workers of this process. */
+const overlays = new TenantOverlays()
+
 /** Virus scan first (an infected message is quarantined whatever else it is), then spam detection. */
 async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
   const raw = await deps.store.get(message.objectKey)
@@ -209,7 +212,7 @@ async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
         clientIp: message.clientIp,
         helo: message.clientHelo,
       },
-      (features) => loadOverlay(deps.db, tenantId, features),
+      () => overlays.get(deps.db, tenantId),
     ),
     // one policy per message: that of its first recipient's domain
     loadPolicyLayers(deps.db, tenantId, domainIds[0] ?? null),
