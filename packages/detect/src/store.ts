@@ -14,12 +14,17 @@ export async function loadOverlay(db: Executor, tenantId: string, features: Uint
   return new Map(rows.map((r) => [r.feature, r.weight]))
 }
 
-/** Adds deltas to the tenant's overlay weights. */
+/** Adds deltas to the tenant's overlay weights and bumps the tenant's model version. */
 export async function addToOverlay(
   db: Executor,
   tenantId: string,
   delta: ReadonlyMap<number, number>,
 ): Promise<void> {
+  if (!delta.size) return
+  await db
+    .update(tenants)
+    .set({ spamModelVersion: sql`${tenants.spamModelVersion} + 1` })
+    .where(eq(tenants.id, tenantId))
   const rows = [...delta].map(([feature, weight]) => ({ tenantId, feature, weight }))
   for (let i = 0; i < rows.length; i += 1000) {
     await db
