@@ -30,6 +30,36 @@ const clamd = z.string().refine((v) => v === 'auto' || /^tcp:\/\/[^:/]+:\d+$/.te
   message: 'expected auto, tcp://host:port or an absolute path to the clamd socket',
 })
 
+const dnsblZone = z.object({
+  zone: z.string().regex(/^[A-Za-z0-9.-]+$/, 'expected a DNS zone name'),
+  type: z.enum(['ip', 'domain']),
+  symbol: z.string().regex(/^[A-Z0-9_]+$/, 'expected an upper-case symbol name like RBL_EXAMPLE'),
+  score: z.number(),
+  codes: z
+    .record(z.string(), z.object({ symbol: z.string().regex(/^[A-Z0-9_]+$/), score: z.number() }))
+    .optional(),
+})
+
+const dnsblZones = z.string().transform((v, ctx) => {
+  let json: unknown
+  try {
+    json = JSON.parse(v)
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a JSON array like [{"zone":"zen.example","type":"ip","symbol":"RBL_ZEN","score":4}]',
+    })
+    return z.NEVER
+  }
+  const parsed = z.array(dnsblZone).safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    ctx.addIssue({ code: 'custom', message: `zone ${issue?.path.join('.')}: ${issue?.message}` })
+    return z.NEVER
+  }
+  return parsed.data
+})
+
 /** Every environment variable Moat reads, with its default. The README's configuration table mirrors this. */
 const schema = z.object({
   DATABASE_URL: z
@@ -58,6 +88,14 @@ const schema = z.object({
   MOAT_SCAN_CONCURRENCY: positiveInt.default(4),
   MOAT_SCAN_VISIBILITY_SECONDS: positiveInt.default(300),
   MOAT_SCAN_RETRY_SECONDS: positiveInt.default(30),
+
+  MOAT_SPAM_SCAN: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
+  MOAT_SPAM_MODEL: z.string().optional(),
+  MOAT_AUTHSERV_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+$/, 'expected a host name, e.g. mx.moat.example')
+    .optional(),
+  MOAT_DNSBL_ZONES: dnsblZones.default([]),
 
   MOAT_DELIVER_CONCURRENCY: positiveInt.default(8),
   MOAT_DELIVER_CONNECTIONS_PER_SERVER: positiveInt.default(4),
@@ -97,6 +135,13 @@ export type Config = {
     concurrency: number
     visibilitySeconds: number
     retrySeconds: number
+    /** spam detection (authentication, blocklists, rules, content model) */
+    spamScan: boolean
+    /** the content model file; built from the bundled corpus on first start when missing */
+    spamModelFile: string
+    /** names this Moat in Authentication-Results headers */
+    authservId: string
+    dnsblZones: z.infer<typeof dnsblZone>[]
   }
   deliver: {
     concurrency: number
@@ -174,6 +219,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.MOAT_SCAN_CONCURRENCY,
       visibilitySeconds: e.MOAT_SCAN_VISIBILITY_SECONDS,
       retrySeconds: e.MOAT_SCAN_RETRY_SECONDS,
+      spamScan: e.MOAT_SPAM_SCAN === 'on',
+      spamModelFile: path.resolve(e.MOAT_SPAM_MODEL ?? path.join(e.MOAT_DATA_DIR, 'spam-model.bin')),
+      authservId: e.MOAT_AUTHSERV_ID ?? e.MOAT_HOSTNAME,
+      dnsblZones: e.MOAT_DNSBL_ZONES,
     },
     deliver: {
       concurrency: e.MOAT_DELIVER_CONCURRENCY,

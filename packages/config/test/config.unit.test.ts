@@ -46,6 +46,10 @@ describe('loadConfig defaults', () => {
       concurrency: 4,
       visibilitySeconds: 300,
       retrySeconds: 30,
+      spamScan: true,
+      spamModelFile: path.resolve('./data/spam-model.bin'),
+      authservId: os.hostname(),
+      dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
     expect(config.databaseUrl).toBeUndefined()
@@ -99,6 +103,11 @@ describe('loadConfig overrides', () => {
       MOAT_SCAN_CONCURRENCY: '2',
       MOAT_SCAN_VISIBILITY_SECONDS: '120',
       MOAT_SCAN_RETRY_SECONDS: '15',
+      MOAT_SPAM_SCAN: 'off',
+      MOAT_SPAM_MODEL: '/var/lib/moat/model.bin',
+      MOAT_AUTHSERV_ID: 'filter.example.net',
+      MOAT_DNSBL_ZONES:
+        '[{"zone":"bl.example","type":"ip","symbol":"RBL_EXAMPLE","score":4,"codes":{"127.0.0.4":{"symbol":"RBL_EXAMPLE_XBL","score":6}}}]',
       MOAT_DELIVER_CONCURRENCY: '16',
       MOAT_DELIVER_CONNECTIONS_PER_SERVER: '12',
       MOAT_DELIVER_VISIBILITY_SECONDS: '600',
@@ -133,6 +142,18 @@ describe('loadConfig overrides', () => {
         concurrency: 2,
         visibilitySeconds: 120,
         retrySeconds: 15,
+        spamScan: false,
+        spamModelFile: '/var/lib/moat/model.bin',
+        authservId: 'filter.example.net',
+        dnsblZones: [
+          {
+            zone: 'bl.example',
+            type: 'ip',
+            symbol: 'RBL_EXAMPLE',
+            score: 4,
+            codes: { '127.0.0.4': { symbol: 'RBL_EXAMPLE_XBL', score: 6 } },
+          },
+        ],
       },
       deliver: {
         concurrency: 16,
@@ -196,6 +217,20 @@ describe('loadConfig errors name the variable, its value and what it expects', (
     expect(configError({ MOAT_VIRUS_SCAN: 'maybe' }).message).toBe(
       'invalid configuration:\n  MOAT_VIRUS_SCAN="maybe": expected on or off',
     )
+  })
+
+  it('MOAT_DNSBL_ZONES that is not JSON, or not a list of zones', () => {
+    expect(configError({ MOAT_DNSBL_ZONES: 'zen.spamhaus.org' }).message).toBe(
+      'invalid configuration:\n  MOAT_DNSBL_ZONES="zen.spamhaus.org": expected a JSON array like [{"zone":"zen.example","type":"ip","symbol":"RBL_ZEN","score":4}]',
+    )
+    expect(
+      configError({ MOAT_DNSBL_ZONES: '[{"zone":"bl.example","type":"url","symbol":"X","score":1}]' })
+        .message,
+    ).toMatch(/^invalid configuration:\n {2}MOAT_DNSBL_ZONES=.*: zone 0\.type: /)
+    expect(
+      configError({ MOAT_DNSBL_ZONES: '[{"zone":"bl.example","type":"ip","symbol":"lower","score":1}]' })
+        .message,
+    ).toContain('zone 0.symbol: expected an upper-case symbol name like RBL_EXAMPLE')
   })
 
   it('MOAT_CLAMD=localhost:3310', () => {

@@ -6,6 +6,8 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
+  real,
   text,
   timestamp,
   uniqueIndex,
@@ -19,6 +21,8 @@ export const tenants = pgTable('tenants', {
   name: text('name').notNull().unique(),
   /** `active` or `suspended`; a suspended tenant's mail is refused at RCPT time. */
   status: text('status').notNull().default('active'),
+  /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
+  spamModelVersion: integer('spam_model_version').notNull().default(0),
   createdAt: createdAt(),
 })
 
@@ -98,6 +102,12 @@ export const messages = pgTable(
     /** `clean`, `infected` or `not_scanned` once the scan has run */
     virusScan: text('virus_scan'),
     virusName: text('virus_name'),
+    /** spam score and the action taken, once scanned */
+    spamScore: real('spam_score'),
+    /** `deliver`, `tag`, `quarantine` or `discard` */
+    action: text('action'),
+    /** header changes the delivered copy gets (the stored raw message is never changed) */
+    headerRewrite: jsonb('header_rewrite').$type<HeaderRewrite>(),
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
@@ -202,4 +212,93 @@ export const queueJobs = pgTable(
     // finds the few jobs due for dead-lettering without walking the whole backlog
     index('queue_jobs_receives').on(t.queue, t.receiveCount),
   ],
+)
+
+/** What delivery changes in a message's header: added fields, forged results removed, subject prefix. */
+export interface HeaderRewrite {
+  /** complete header fields (folded, no trailing CRLF), added at the top */
+  prepend: string[]
+  /** `Authentication-Results` fields with this authserv-id that came from outside are removed */
+  stripAuthservId?: string
+  subjectPrefix?: string
+}
+
+/**
+ * Spam policy of a tenant (`domain_id` null) or of one of its domains. `settings` holds only what
+ * was set (`tagThreshold`, `quarantineThreshold`, `discardThreshold`, `subjectPrefix`); a key that
+ * is absent inherits (domain → tenant → Moat's defaults) and a null turns that action off.
+ */
+export const policies = pgTable(
+  'policies',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    domainId: text('domain_id').references(() => domains.id, { onDelete: 'cascade' }),
+    /** the thresholds and prefix as set; keys absent inherit, null means off */
+    settings: jsonb('settings').$type<Record<string, number | string | null>>().notNull().default({}),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedBy: text('updated_by').notNull(),
+  },
+  (t) => [
+    uniqueIndex('policies_tenant').on(t.tenantId).where(sql`domain_id is null`),
+    uniqueIndex('policies_domain').on(t.tenantId, t.domainId).where(sql`domain_id is not null`),
+  ],
+)
+
+/** Allow and block entries: sender address, sender domain, or connecting IP/CIDR. */
+export const listEntries = pgTable(
+  'list_entries',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    domainId: text('domain_id').references(() => domains.id, { onDelete: 'cascade' }),
+    /** `allow` or `block` */
+    action: text('action').notNull(),
+    /** `address`, `domain` or `ip` */
+    kind: text('kind').notNull(),
+    value: text('value').notNull(),
+    note: text('note'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('list_entries_tenant').on(t.tenantId),
+    uniqueIndex('list_entries_unique').on(t.tenantId, t.domainId, t.action, t.kind, t.value),
+  ],
+)
+
+/** A tenant's corrections to the global spam model, per hashed feature. */
+export const tenantModelWeights = pgTable(
+  'tenant_model_weights',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    feature: integer('feature').notNull(),
+    weight: real('weight').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.feature] })],
+)
+
+/** Each ham/spam label a tenant gave (release, report), so that one message teaches once per label. */
+export const spamFeedback = pgTable(
+  'spam_feedback',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    messageId: text('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    /** `ham` or `spam` */
+    label: text('label').notNull(),
+    actor: text('actor').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('spam_feedback_once').on(t.messageId, t.label)],
 )

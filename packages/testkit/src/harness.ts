@@ -71,6 +71,7 @@ export async function startHarness(
     MOAT_RETRY_MAX_SECONDS: '2',
     MOAT_SCAN_RETRY_SECONDS: '1',
     MOAT_DELIVER_TIMEOUT_SECONDS: '5',
+    ...(process.env.MOAT_TEST_SPAM_MODEL ? { MOAT_SPAM_MODEL: process.env.MOAT_TEST_SPAM_MODEL } : {}),
     ...options.env,
   }
   const config = loadConfig(env)

@@ -106,6 +106,7 @@ export async function startSmtpSink(options: { port?: number } = {}): Promise<Sm
 export interface DnsZone {
   txt?: string[]
   mx?: { exchange: string; priority: number }[]
+  a?: string[]
 }
 
 export interface TestDnsServer {
@@ -138,7 +139,18 @@ export async function startDnsServer(): Promise<TestDnsServer> {
             type: Packet.TYPE.TXT,
             class: Packet.CLASS.IN,
             ttl: 60,
-            data,
+            // one TXT record, split into character-strings of at most 255 octets (a DKIM key is longer)
+            data: data.match(/[\s\S]{1,255}/g) ?? [''],
+          } as unknown as Answer)
+        }
+      } else if (question?.type === Packet.TYPE.A) {
+        for (const address of zone.a ?? []) {
+          response.answers.push({
+            name,
+            type: Packet.TYPE.A,
+            class: Packet.CLASS.IN,
+            ttl: 60,
+            address,
           } as unknown as Answer)
         }
       } else if (question?.type === Packet.TYPE.MX) {

@@ -1,25 +1,34 @@
 import { type Config, ConfigError, loadConfig } from '@moat/config'
 import {
   addDomain,
+  addListEntry,
   createResolver,
   createTenant,
+  type DeliverJob,
   findDomain,
+  findTenant,
+  getPolicy,
   listDomains,
+  listListEntries,
   listMessages,
   listRoutes,
   listTenants,
   MoatError,
+  type PolicySettings,
   parseDestination,
+  removeListEntry,
   requiredRecords,
+  setPolicy,
   setRoutes,
   showMessage,
   verifyDomain,
 } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { createLogger } from '@moat/log'
+import { PostgresQueue } from '@moat/queue'
 import { Command, CommanderError, Option } from 'commander'
 import * as out from './output'
-import { SERVICES, type ServiceName, startStack } from './stack'
+import { SERVICES, type ServiceName } from './services'
 
 const ACTOR = `operator:${process.env.USER ?? 'cli'}`
 
@@ -67,6 +76,8 @@ program
   .action(async (opts: { only?: ServiceName[] }) => {
     const cfg = config()
     const log = createLogger({ level: cfg.logLevel, name: 'moat' })
+    // loaded here: the other commands stay quick without the services' dependencies
+    const { startStack } = await import('./stack')
     const stack = await startStack(cfg, { only: opts.only, log })
     out.startBanner(cfg, stack)
     let stopping = false
@@ -233,6 +244,184 @@ message
     await withDb(async ({ db }) => {
       const traces = await showMessage(db, id)
       out.print(json(), traces.length === 1 ? traces[0] : traces, () => traces.map(out.trace).join('\n\n'))
+    })
+  })
+
+message
+  .command('release <id>')
+  .description("deliver a quarantined message, and teach the tenant's spam model that it is ham")
+  .option('--force', 'release even a message that carries a virus')
+  .action(async (id: string, opts: { force?: boolean }) => {
+    await withDb(async ({ db }, cfg) => {
+      const { releaseMessage } = await import('@moat/scan')
+      const r = await releaseMessage(await feedbackDeps(db, cfg), {
+        messageId: id,
+        actor: ACTOR,
+        force: opts.force,
+      })
+      out.print(json(), r, () =>
+        [
+          `released ${r.message.id}: queued for delivery to ${r.message.rcptTo.join(', ')}`,
+          r.learnt && r.scoreBefore !== null && r.scoreAfter !== null
+            ? `the tenant's model learnt it is ham (spam probability ${r.scoreBefore.toFixed(3)} → ${r.scoreAfter.toFixed(3)})`
+            : "the tenant's model was not taught (virus, or already taught)",
+        ].join('\n'),
+      )
+    })
+  })
+message
+  .command('report-spam <id>')
+  .description("teach the tenant's spam model that this message is spam")
+  .action(async (id: string) => {
+    await withDb(async ({ db }, cfg) => {
+      const { reportSpam } = await import('@moat/scan')
+      const r = await reportSpam(await feedbackDeps(db, cfg), { messageId: id, actor: ACTOR })
+      out.print(json(), r, () =>
+        r.learnt && r.scoreBefore !== null && r.scoreAfter !== null
+          ? `reported ${r.message.id} as spam: spam probability for this tenant ${r.scoreBefore.toFixed(3)} → ${r.scoreAfter.toFixed(3)}`
+          : `${r.message.id} was already reported as spam; nothing changed`,
+      )
+    })
+  })
+
+/** What release and report-spam need: the object store, the spam model and the delivery queue. */
+async function feedbackDeps(db: Database['db'], cfg: Config) {
+  const [{ loadOrBuildModel }, { objectStore }] = await Promise.all([
+    import('@moat/detect'),
+    import('./stack'),
+  ])
+  return {
+    db,
+    store: objectStore(cfg),
+    model: loadOrBuildModel(cfg.scan.spamModelFile),
+    deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver'),
+  }
+}
+
+/** `off` turns a threshold or the subject prefix off; anything else must be a number. */
+function threshold(value: string): number | null {
+  if (value === 'off') return null
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new MoatError('invalid', `expected a number or off, not ${JSON.stringify(value)}`)
+  return n
+}
+
+const policy = program
+  .command('policy')
+  .description("a tenant's spam thresholds and actions (per domain if need be)")
+policy
+  .command('show <tenant>')
+  .description('the policy in force, and where each value comes from')
+  .option('--domain <domain>', "one domain's policy")
+  .action(async (tenantName: string, opts: { domain?: string }) => {
+    await withDb(async ({ db }) => {
+      const t = await findTenant(db, tenantName)
+      const p = await getPolicy(db, { tenantId: t.id, domain: opts.domain })
+      out.print(json(), p, () => out.policy(p))
+    })
+  })
+policy
+  .command('set <tenant>')
+  .description(
+    'change thresholds (a score at or above one takes that action) or the subject prefix of tagged mail',
+  )
+  .option('--domain <domain>', 'set it for one domain only (overrides the tenant)')
+  .option('--tag <score>', 'deliver with X-Moat-Spam: yes from this score (or off)')
+  .option('--quarantine <score>', 'quarantine from this score (or off)')
+  .option('--discard <score>', 'discard from this score (or off, the default)')
+  .option('--subject-prefix <text>', 'prefix the subject of tagged mail, e.g. [SPAM] (or off)')
+  .action(
+    async (
+      tenantName: string,
+      opts: { domain?: string; tag?: string; quarantine?: string; discard?: string; subjectPrefix?: string },
+    ) => {
+      await withDb(async ({ db }) => {
+        const t = await findTenant(db, tenantName)
+        const settings: PolicySettings = {}
+        if (opts.tag !== undefined) settings.tagThreshold = threshold(opts.tag)
+        if (opts.quarantine !== undefined) settings.quarantineThreshold = threshold(opts.quarantine)
+        if (opts.discard !== undefined) settings.discardThreshold = threshold(opts.discard)
+        if (opts.subjectPrefix !== undefined)
+          settings.subjectPrefix = opts.subjectPrefix === 'off' ? null : opts.subjectPrefix
+        if (!Object.keys(settings).length)
+          throw new MoatError(
+            'invalid',
+            'nothing to change',
+            'give at least one of --tag, --quarantine, --discard, --subject-prefix',
+          )
+        const p = await setPolicy(db, { tenantId: t.id, domain: opts.domain, settings, actor: ACTOR })
+        out.print(json(), p, () => out.policy(p))
+      })
+    },
+  )
+
+const lists = program
+  .command('list')
+  .description('allow and block lists: sender address, sender domain, or client IP/CIDR')
+lists
+  .command('add <tenant> <action> <kind> <value>')
+  .description('add an entry: ACTION is allow or block, KIND is address, domain or ip')
+  .option('--domain <domain>', 'only for mail to this domain of the tenant')
+  .option('--note <text>', 'why (shown in the list and the audit log)')
+  .action(
+    async (
+      tenantName: string,
+      action: string,
+      kind: string,
+      value: string,
+      opts: { domain?: string; note?: string },
+    ) => {
+      await withDb(async ({ db }) => {
+        const t = await findTenant(db, tenantName)
+        const row = await addListEntry(db, {
+          tenantId: t.id,
+          domain: opts.domain,
+          action,
+          kind,
+          value,
+          note: opts.note,
+          actor: ACTOR,
+        })
+        out.print(
+          json(),
+          row,
+          () =>
+            `added ${row.id}: ${row.action} ${row.kind} ${row.value}${opts.domain ? ` for ${opts.domain}` : ''}`,
+        )
+      })
+    },
+  )
+lists
+  .command('show <tenant>')
+  .description("a tenant's allow and block entries")
+  .action(async (tenantName: string) => {
+    await withDb(async ({ db }) => {
+      const t = await findTenant(db, tenantName)
+      const rows = await listListEntries(db, t.id)
+      out.print(json(), rows, () =>
+        out.table(
+          rows.map((r) => ({
+            id: r.id,
+            action: r.action,
+            kind: r.kind,
+            value: r.value,
+            domain: r.domain ?? '(all)',
+            note: r.note,
+            by: r.createdBy,
+          })),
+        ),
+      )
+    })
+  })
+lists
+  .command('remove <tenant> <id>')
+  .description('remove an entry')
+  .action(async (tenantName: string, id: string) => {
+    await withDb(async ({ db }) => {
+      const t = await findTenant(db, tenantName)
+      await removeListEntry(db, { tenantId: t.id, id, actor: ACTOR })
+      out.print(json(), { removed: id }, () => `removed ${id}`)
     })
   })
 

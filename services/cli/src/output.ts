@@ -1,5 +1,5 @@
 import type { Config } from '@moat/config'
-import type { Domain, Message, MessageTrace, VerificationResult } from '@moat/core'
+import type { Domain, EffectivePolicy, Message, MessageTrace, VerificationResult } from '@moat/core'
 import type { Stack } from './stack'
 
 /** Prints `value` as JSON, or `text()` for people. */
@@ -63,6 +63,7 @@ export function messageList(rows: (Message & { tenantName: string })[]): string 
       id: m.id,
       received: m.receivedAt.toISOString().replace('T', ' ').slice(0, 19),
       status: m.status,
+      score: m.spamScore === null ? '-' : m.spamScore.toFixed(1),
       tenant: m.tenantName,
       from: m.mailFrom || '<>',
       to: m.rcptTo.join(',').slice(0, 40),
@@ -83,6 +84,7 @@ export function trace(t: MessageTrace): string {
     `  size:     ${m.size} bytes`,
     `  client:   ${m.clientIp ?? '-'} (HELO ${m.clientHelo ?? '-'})`,
     `  scan:     ${m.virusScan ?? 'pending'}${m.virusName ? ` (${m.virusName})` : ''}`,
+    `  spam:     ${m.spamScore === null ? '-' : `score ${m.spamScore.toFixed(2)}, ${m.action}`}`,
     '',
     'recipients:',
     ...t.recipients.map(
@@ -105,8 +107,21 @@ function summarize(kind: string, d: Record<string, unknown>): string {
   switch (kind) {
     case 'received':
       return `from ${d.clientIp} (${d.size} bytes${d.tls ? ', TLS' : ''})`
-    case 'scanned':
-      return `${d.action}: ${d.reason} (${d.durationMs}ms)`
+    case 'scanned': {
+      const symbols = (d.symbols as { name: string; score: number; detail?: string }[] | undefined) ?? []
+      const why = symbols
+        .filter((s) => s.score !== 0 || s.detail)
+        .map(
+          (s) =>
+            `\n      ${s.name.padEnd(30)} ${s.score >= 0 ? '+' : ''}${s.score.toFixed(2)}${s.detail ? `  ${s.detail}` : ''}`,
+        )
+        .join('')
+      const auth = d.auth as Record<string, string> | undefined
+      const authLine = auth
+        ? `\n      auth: spf=${auth.spf} dkim=${auth.dkim} dmarc=${auth.dmarc} arc=${auth.arc}`
+        : ''
+      return `${d.action}: ${d.reason} (${d.durationMs}ms)${why}${authLine}`
+    }
     case 'deferred':
       return `${d.reason}; retry #${d.attempt} at ${d.nextAttemptAt}`
     case 'delivered':
@@ -117,6 +132,15 @@ function summarize(kind: string, d: Record<string, unknown>): string {
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ')
   }
+}
+
+export function policy(p: EffectivePolicy): string {
+  const show = (v: number | string | null | undefined) =>
+    v === null ? 'off' : v === undefined ? '' : String(v)
+  const source = (k: keyof EffectivePolicy['effective']) =>
+    p.domain && k in p.domain ? 'domain' : k in p.tenant ? 'tenant' : 'default'
+  const keys = ['tagThreshold', 'quarantineThreshold', 'discardThreshold', 'subjectPrefix'] as const
+  return table(keys.map((k) => ({ setting: k, value: show(p.effective[k]), from: source(k) })))
 }
 
 export function startBanner(cfg: Config, stack: Stack): void {
@@ -133,6 +157,9 @@ export function startBanner(cfg: Config, stack: Stack): void {
     `  messages stored in  ${cfg.dataDir}/objects`,
     stack.running.includes('scan')
       ? `  virus scanning      ${cfg.scan.virusScan ? (stack.clamd ?? '?') : 'OFF (MOAT_VIRUS_SCAN=off): mail is delivered unscanned'}`
+      : '',
+    stack.running.includes('scan')
+      ? `  spam detection      ${cfg.scan.spamScan ? `model ${cfg.scan.spamModelFile}, ${cfg.scan.dnsblZones.length ? `blocklists ${cfg.scan.dnsblZones.map((z) => z.zone).join(', ')}` : 'no blocklists (MOAT_DNSBL_ZONES)'}` : 'OFF (MOAT_SPAM_SCAN=off)'}`
       : '',
     '',
     'Next, in another terminal:',

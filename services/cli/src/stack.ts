@@ -11,14 +11,16 @@ import {
   CLAMD_BINARY,
   ClamdScanner,
   clamdPing,
+  createDetector,
   type LocalClamd,
   startLocalClamd,
   startScanWorker,
   type VirusScanner,
 } from '@moat/scan'
 
-export const SERVICES = ['ingest', 'scan', 'deliver'] as const
-export type ServiceName = (typeof SERVICES)[number]
+import { SERVICES, type ServiceName } from './services'
+
+export { SERVICES, type ServiceName }
 
 export interface Stack {
   database: Database
@@ -85,6 +87,7 @@ export async function startStack(
           db,
           store,
           scanner,
+          detector: createDetector(config, log.child({ service: 'scan' })),
           scanQueue,
           deliverQueue,
           log: log.child({ service: 'scan' }),

@@ -1,6 +1,6 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { type DeliverJob, listRoutes, orderDestinations } from '@moat/core'
+import { type DeliverJob, listRoutes, orderDestinations, rewriteHeaders } from '@moat/core'
 import {
   type Db,
   deliveryAttempts,
@@ -86,7 +86,8 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     const started = Date.now()
     let result: SendOutcome
     try {
-      const raw = await deps.store.stream(message.objectKey)
+      // the delivered copy carries the scan's headers; the stored original is never changed
+      const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
       result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
     } catch (err) {
       result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }

@@ -1,4 +1,6 @@
 export { ClamdScanner, ScannerUnavailableError, type VirusScanner, type VirusScanResult } from './clamd'
+export { createDetector } from './detector'
+export { type FeedbackDeps, releaseMessage, reportSpam } from './feedback'
 export {
   CLAMD_BINARY,
   clamdPing,

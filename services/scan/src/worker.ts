@@ -1,22 +1,44 @@
+import { Readable } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import { type DeliverJob, recordEvent, type ScanJob } from '@moat/core'
-import { type Db, messages, recipients } from '@moat/db'
+import { type Db, type HeaderRewrite, messages, recipients } from '@moat/db'
+import {
+  type Action,
+  type Analysis,
+  type Decision,
+  type Detector,
+  decide,
+  fmt,
+  type Hit,
+  loadListEntries,
+  loadPolicyLayers,
+  matchLists,
+  resolvePolicy,
+  TenantOverlays,
+} from '@moat/detect'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq } from 'drizzle-orm'
 import { ScannerUnavailableError, type VirusScanner } from './clamd'
 
 /**
- * What the scan decided about one message. Spam scoring plugs in here as further checks that add
- * to `checks`; until it exists, no spam verdict is made up.
+ * What the scan decided about one message: the virus scan, the spam symbols with their score, and
+ * the action the tenant's policy chose.
  */
 export interface Verdict {
-  action: 'deliver' | 'quarantine'
+  action: Action
   reason: string
   virusScan: 'clean' | 'infected' | 'not_scanned'
   virusName: string | null
-  checks: { name: string; result: string; detail?: Record<string, unknown> }[]
+  /** null when spam detection did not run (virus found, or MOAT_SPAM_SCAN=off) */
+  score: number | null
+  symbols: Hit[]
+  /** the allow/block entry that decided, if any */
+  listed?: Decision['listed']
+  auth: Analysis['auth']
+  headerRewrite: HeaderRewrite | null
+  timings?: Analysis['timings']
 }
 
 export interface ScanDeps {
@@ -24,6 +46,8 @@ export interface ScanDeps {
   db: Db
   store: ObjectStore
   scanner: VirusScanner
+  /** spam detection; null when MOAT_SPAM_SCAN=off */
+  detector: Detector | null
   scanQueue: Queue<ScanJob>
   deliverQueue: Queue<DeliverJob>
   log: Logger
@@ -57,7 +81,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
   const started = Date.now()
   let verdict: Verdict
   try {
-    verdict = await decide(deps, message.objectKey)
+    verdict = await judge(deps, message)
   } catch (err) {
     if (!(err instanceof ScannerUnavailableError)) throw err
     // the mail waits: never passed on unscanned unless the operator turned scanning off
@@ -77,18 +101,25 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
   }
   const durationMs = Date.now() - started
 
+  const status = { deliver: 'queued', tag: 'queued', quarantine: 'quarantined', discard: 'discarded' }[
+    verdict.action
+  ]
   await db.transaction(async (tx) => {
     const updated = await tx
       .update(messages)
       .set({
-        status: verdict.action === 'deliver' ? 'queued' : 'quarantined',
+        status,
         virusScan: verdict.virusScan,
         virusName: verdict.virusName,
+        spamScore: verdict.score,
+        action: verdict.action,
+        headerRewrite: verdict.headerRewrite,
         updatedAt: new Date(),
       })
       .where(and(eq(messages.id, messageId), eq(messages.status, 'received')))
       .returning({ id: messages.id })
     if (!updated.length) return // another worker finished it first
+    const delivering = verdict.action === 'deliver' || verdict.action === 'tag'
     // statements that do not depend on each other are pipelined on the transaction's connection
     const [, domainsToDeliver] = await Promise.all([
       recordEvent(tx, message, 'scanned', {
@@ -96,10 +127,13 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
         reason: verdict.reason,
         virusScan: verdict.virusScan,
         virusName: verdict.virusName,
-        checks: verdict.checks,
+        score: verdict.score,
+        symbols: verdict.symbols,
+        ...(verdict.listed ? { listed: verdict.listed } : {}),
+        ...(verdict.auth ? { auth: verdict.auth } : {}),
         durationMs,
       }),
-      verdict.action === 'deliver'
+      delivering
         ? tx
             .selectDistinct({ domainId: recipients.domainId })
             .from(recipients)
@@ -107,48 +141,125 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
         : Promise.resolve([]),
     ])
     const followUps: Promise<unknown>[] = [deps.scanQueue.delete(job.receipt, { tx })]
-    if (verdict.action === 'quarantine') {
+    if (!delivering) {
       followUps.push(
         tx
           .update(recipients)
-          .set({ status: 'quarantined', updatedAt: new Date() })
+          .set({ status, updatedAt: new Date() })
           .where(eq(recipients.messageId, messageId)),
-        recordEvent(tx, message, 'quarantined', { reason: verdict.reason }),
+        recordEvent(tx, message, status, { reason: verdict.reason }),
       )
     }
     for (const { domainId } of domainsToDeliver)
       followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
     await Promise.all(followUps)
   })
-  jobLog.info({ action: verdict.action, reason: verdict.reason, durationMs }, 'scanned')
+  jobLog.info({ action: verdict.action, score: verdict.score, reason: verdict.reason, durationMs }, 'scanned')
 }
 
-async function decide(deps: ScanDeps, objectKey: string): Promise<Verdict> {
-  if (!deps.config.scan.virusScan) {
+type MessageRow = typeof messages.$inferSelect
+
+/** Tenants' model overlays, shared by the scan workers of this process. */
+const overlays = new TenantOverlays()
+
+/** Virus scan first (an infected message is quarantined whatever else it is), then spam detection. */
+async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
+  const raw = await deps.store.get(message.objectKey)
+  let virusScan: Verdict['virusScan'] = 'not_scanned'
+  if (deps.config.scan.virusScan) {
+    const result = await deps.scanner.scan(Readable.from([raw]))
+    if (result.infected) {
+      const name = result.signatures.join(', ') || 'unknown'
+      return {
+        action: 'quarantine',
+        reason: `virus: ${name}`,
+        virusScan: 'infected',
+        virusName: name,
+        score: null,
+        symbols: [{ name: 'VIRUS', score: 0, detail: name }],
+        auth: null,
+        headerRewrite: null,
+      }
+    }
+    virusScan = 'clean'
+  }
+  const virusNote = virusScan === 'not_scanned' ? '; virus scanning is off (MOAT_VIRUS_SCAN=off)' : ''
+  if (!deps.detector) {
     return {
       action: 'deliver',
-      reason: 'virus scanning is off (MOAT_VIRUS_SCAN=off)',
-      virusScan: 'not_scanned',
+      reason: `${virusScan === 'clean' ? 'no virus' : 'delivered'}; spam detection is off (MOAT_SPAM_SCAN=off)${virusNote}`,
+      virusScan,
       virusName: null,
-      checks: [{ name: 'virus', result: 'skipped' }],
+      score: null,
+      symbols: [],
+      auth: null,
+      headerRewrite: null,
     }
   }
-  const result = await deps.scanner.scan(await deps.store.stream(objectKey))
-  if (result.infected) {
-    const name = result.signatures.join(', ') || 'unknown'
-    return {
-      action: 'quarantine',
-      reason: `virus: ${name}`,
-      virusScan: 'infected',
-      virusName: name,
-      checks: [{ name: 'virus', result: 'infected', detail: { signatures: result.signatures } }],
-    }
-  }
+  const tenantId = message.tenantId
+  const domainIds = (
+    await deps.db
+      .selectDistinct({ domainId: recipients.domainId })
+      .from(recipients)
+      .where(and(eq(recipients.messageId, message.id), eq(recipients.tenantId, tenantId)))
+  ).map((r) => r.domainId)
+  const [analysis, layers, entries] = await Promise.all([
+    deps.detector.analyze(
+      raw,
+      {
+        mailFrom: message.mailFrom,
+        rcptTo: message.rcptTo,
+        clientIp: message.clientIp,
+        helo: message.clientHelo,
+      },
+      () => overlays.get(deps.db, tenantId),
+    ),
+    // one policy per message: that of its first recipient's domain
+    loadPolicyLayers(deps.db, tenantId, domainIds[0] ?? null),
+    loadListEntries(deps.db, tenantId, domainIds),
+  ])
+  const policy = resolvePolicy(...layers)
+  const listed = matchLists(entries, {
+    addresses: [message.mailFrom.toLowerCase(), analysis.view.from?.address ?? ''].filter(Boolean),
+    clientIp: message.clientIp,
+  })
+  const decision = decide(analysis.score, policy, listed)
+  const spam = decision.action !== 'deliver' || decision.listed?.action === 'block'
+  const prepend = [
+    ...(analysis.authResults ? [analysis.authResults] : []),
+    `X-Moat-Spam: ${spam ? 'yes' : 'no'}`,
+    `X-Moat-Score: ${fmt(analysis.score)}${policy.quarantineThreshold !== null ? ` / ${policy.quarantineThreshold}` : ''} (${decision.action})`,
+    foldSymbols(analysis.hits),
+  ]
   return {
-    action: 'deliver',
-    reason: 'clean',
-    virusScan: 'clean',
+    action: decision.action,
+    reason: decision.reason + virusNote,
+    virusScan,
     virusName: null,
-    checks: [{ name: 'virus', result: 'clean' }],
+    score: analysis.score,
+    symbols: analysis.hits,
+    listed: decision.listed,
+    auth: analysis.auth,
+    headerRewrite: {
+      prepend,
+      stripAuthservId: deps.config.scan.authservId,
+      ...(decision.action === 'tag' && policy.subjectPrefix ? { subjectPrefix: policy.subjectPrefix } : {}),
+    },
+    timings: analysis.timings,
   }
+}
+
+/** `X-Moat-Symbols: NAME(score), …`, folded at 78 columns. */
+function foldSymbols(hits: readonly Hit[]): string {
+  const items = hits.map((h) => `${h.name}(${fmt(h.score)})`)
+  const lines: string[] = []
+  let line = 'X-Moat-Symbols:'
+  for (const item of items) {
+    if (line.length + item.length + 2 > 78) {
+      lines.push(`${line},`.replace(/:,$/, ':'))
+      line = ` ${item}`
+    } else line += line.endsWith(':') ? ` ${item}` : `, ${item}`
+  }
+  lines.push(line)
+  return lines.join('\r\n')
 }

@@ -46,4 +46,5 @@ export function trainOptions(a: CliArgs) {
   }
 }
 
-export const DEFAULT_MODEL_FILE = 'packages/classifier/data/spam-model.bin'
+/** Where `npm start` reads the model by default (MOAT_DATA_DIR/spam-model.bin with MOAT_DATA_DIR=./data). */
+export const DEFAULT_MODEL_FILE = 'data/spam-model.bin'

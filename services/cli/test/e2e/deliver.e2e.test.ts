@@ -55,14 +55,21 @@ describe.skipIf(!clamdUrl)(
       expect(delivered?.to).toEqual(['bob@acme.test'])
       expect(delivered?.from).toBe('alice@sender.example')
       const raw = delivered?.raw.toString('utf8') ?? ''
-      // Moat's Received header first, then exactly what the sender sent
-      const received = raw.slice(0, raw.indexOf('From: Alice'))
+      // the scan's verdict headers, Moat's Received header, then exactly what the sender sent
+      const verdict = raw.slice(0, raw.indexOf('Received: '))
+      expect(verdict).toMatch(
+        /^Authentication-Results: mx\.moat\.test;\r\n dkim=none [\s\S]*spf=none [\s\S]*\r\nX-Moat-Spam: no\r\n/,
+      )
+      expect(verdict).toMatch(
+        /\r\nX-Moat-Score: -?\d+\.\d\d \/ 7 \(deliver\)\r\nX-Moat-Symbols: [\s\S]*CONTENT_HAM\(-\d/,
+      )
+      const received = raw.slice(verdict.length, raw.indexOf('From: Alice'))
       expect(received).toMatch(
         new RegExp(
           `^Received: from [^\\r]+ \\(\\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.moat\\.test \\(Moat\\) with ESMTPS? .*id ${queueId}\\r\\n\\tfor <bob@acme\\.test>;\\r\\n\\t\\w{3}, \\d{2} \\w{3} \\d{4} [\\d:]{8} \\+0000\\r\\n$`,
         ),
       )
-      expect(raw.slice(received.length)).toBe(original)
+      expect(raw.slice(verdict.length + received.length)).toBe(original)
 
       const trace = await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
       expect(trace?.events.map((e) => e.kind)).toEqual(['received', 'scanned', 'delivered'])
@@ -103,9 +110,9 @@ describe.skipIf(!clamdUrl)(
       const text = await run(process.execPath, [MOAT, 'messages', '--domain', 'acme.test'], {
         env: { ...process.env, ...h.env },
       })
-      expect(text.stdout).toMatch(/^ID\s+RECEIVED\s+STATUS\s+TENANT\s+FROM\s+TO\s+SUBJECT\n/)
+      expect(text.stdout).toMatch(/^ID\s+RECEIVED\s+STATUS\s+SCORE\s+TENANT\s+FROM\s+TO\s+SUBJECT\n/)
       expect(text.stdout).toMatch(
-        /msg_\w+\s+[\d-]+ [\d:]+\s+delivered\s+acme\s+alice@sender\.example\s+bob@acme\.test\s+Quarterly report/,
+        /msg_\w+\s+[\d-]+ [\d:]+\s+delivered\s+-?\d+\.\d\s+acme\s+alice@sender\.example\s+bob@acme\.test\s+Quarterly report/,
       )
     })
 

@@ -114,7 +114,7 @@ describe.skipIf(!clamdUrl)(
       expect(toGlobex?.to).toEqual(['carol@globex.test'])
       // received over STARTTLS, said so in the Received header, and delivered over TLS too
       expect(toAcme?.raw.toString()).toMatch(
-        /^Received: from .*\r\n\tby mx\.moat\.test \(Moat\) with ESMTPS \(TLSv1\.[23] /,
+        /\r\nReceived: from .*\r\n\tby mx\.moat\.test \(Moat\) with ESMTPS \(TLSv1\.[23] /,
       )
       expect(toAcme?.secure).toBe(true)
     })
