@@ -3,7 +3,7 @@ import type { DnsLookup } from './dns'
 import { checkBlocklists, type DnsblZone } from './dnsbl'
 import type { ContentModel, Overlay } from './model'
 import { type MessageView, readMessage } from './parse'
-import { CONTENT_MODEL_SCALE, type Hit, hit, runRules } from './rules'
+import { contentScore, type Hit, hit, runRules } from './rules'
 
 export interface Envelope {
   mailFrom: string
@@ -108,7 +108,7 @@ export class Detector {
     const hits = [...ruleHits, ...netHits]
     if (probability === null) hits.push(hit('CONTENT_MODEL_MISSING'))
     else {
-      const score = round((probability - 0.5) * 2 * CONTENT_MODEL_SCALE)
+      const score = round(contentScore(probability))
       hits.push({
         name: probability >= 0.5 ? 'CONTENT_SPAM' : 'CONTENT_HAM',
         score,

@@ -20,6 +20,7 @@ export {
 } from './policy'
 export {
   CONTENT_MODEL_SCALE,
+  contentScore,
   type Hit,
   isEncryptedArchive,
   runRules,

@@ -62,11 +62,11 @@ export const SYMBOLS = {
   DKIM_INVALID: { score: 1.0, description: 'DKIM signature present but does not verify' },
   DMARC_PASS: { score: -1.0, description: 'DMARC pass: the From domain is authenticated' },
   DMARC_FAIL_NONE: { score: 1.0, description: 'DMARC fail, the domain publishes p=none' },
-  DMARC_QUARANTINE: { score: 6.0, description: 'DMARC fail, the domain asks for quarantine' },
-  DMARC_REJECT: { score: 10.0, description: 'DMARC fail, the domain asks for reject' },
+  DMARC_QUARANTINE: { score: 7.0, description: 'DMARC fail, the domain asks for quarantine' },
+  DMARC_REJECT: { score: 12.0, description: 'DMARC fail, the domain asks for reject' },
   ARC_FAIL: { score: 0.5, description: 'broken ARC chain' },
 
-  // content model: its probability becomes a score by CONTENT_MODEL_SCALE (below)
+  // content model: its probability becomes a score by contentScore() (below)
   CONTENT_SPAM: {
     score: 0,
     description: 'statistical content model says spam (score scales with certainty)',
@@ -81,12 +81,17 @@ export const SYMBOLS = {
 export type SymbolName = keyof typeof SYMBOLS
 
 /**
- * The content model's spam probability p becomes a score of `(p - 0.5) * 2 * CONTENT_MODEL_SCALE`:
- * from −10 for certain ham to +10 for certain spam. With the default thresholds, the model alone
- * tags at p ≥ 0.75 and quarantines at p ≥ 0.85 (chosen on a cross-validation split other than the
- * one reported; see load-tests/results/spam-engine.md).
+ * The content model's spam probability p becomes a score: `(p - 0.5) * 2 * 10` for p ≥ 0.5 (up to
+ * +10) and half that for p < 0.5 (down to −5), so that a model that is fairly sure of ham cannot
+ * outweigh hard evidence such as an executable attachment plus a DMARC failure. With the default
+ * thresholds the model alone tags at p ≥ 0.75 and quarantines at p ≥ 0.85 (chosen on a
+ * cross-validation split other than the one reported; see load-tests/results/spam-engine.md).
  */
-export const CONTENT_MODEL_SCALE = 10
+export const CONTENT_MODEL_SCALE = { spam: 10, ham: 5 }
+
+export function contentScore(p: number): number {
+  return (p - 0.5) * 2 * (p >= 0.5 ? CONTENT_MODEL_SCALE.spam : CONTENT_MODEL_SCALE.ham)
+}
 
 /** One piece of evidence in a verdict. */
 export interface Hit {

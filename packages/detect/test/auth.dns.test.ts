@@ -7,6 +7,7 @@ import { authenticateMessage } from '../src/auth'
 import { cachedLookup, type DnsLookup } from '../src/dns'
 import { checkBlocklists, type DnsblZone, dnsblName } from '../src/dnsbl'
 import { Detector, type Envelope } from '../src/engine'
+import { SYMBOLS } from '../src/rules'
 import { message, normalHeaders, smallModel } from './helpers'
 
 const AUTHSERV = 'mx.moat.test'
@@ -169,7 +170,7 @@ describe('DMARC', () => {
     const detector = new Detector({ model: smallModel(), lookup, authservId: AUTHSERV })
     const a = await detector.analyze(fromDomain('strict-sender.org'), envelope('strict-sender.org', OTHER_IP))
     const reject = a.hits.find((h) => h.name === 'DMARC_REJECT')
-    expect(reject).toMatchObject({ score: 10, detail: 'strict-sender.org p=reject' })
+    expect(reject).toMatchObject({ score: SYMBOLS.DMARC_REJECT.score, detail: 'strict-sender.org p=reject' })
     expect(a.hits.map((h) => h.name)).toContain('SPF_FAIL')
     expect(a.auth).toMatchObject({ spf: 'fail', dmarc: 'fail' })
     expect(a.authResults).toMatch(/^Authentication-Results: mx\.moat\.test;/)
