@@ -193,7 +193,8 @@ async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
       score: null,
       symbols: [],
       auth: null,
-      headerRewrite: null,
+      // no verdict of ours to add, but results forged in our name still go
+      headerRewrite: { prepend: [], stripAuthservId: deps.config.scan.authservId },
     }
   }
   const tenantId = message.tenantId
