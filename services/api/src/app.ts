@@ -10,6 +10,7 @@ import { problem, sendProblem, toProblem, validationProblem } from './problems'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
 import { registerDomains } from './routes/domains'
+import { registerPolicies } from './routes/policies'
 
 export interface ApiDeps {
   db: Executor
@@ -64,6 +65,7 @@ export function createApi(deps: ApiDeps): Api {
   registerAccounts(app, deps)
   registerApiKeys(app, deps)
   registerDomains(app, deps)
+  registerPolicies(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
   app.openAPIRegistry.registerComponent('securitySchemes', 'session', {

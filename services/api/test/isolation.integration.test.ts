@@ -30,6 +30,11 @@ beforeAll(async () => {
   })
   const spare = await api.call('POST', '/v1/api-keys', { key: a.key, body: { name: 'spare' } })
   objectOf['/v1/api-keys'] = spare.body.apiKey.id
+  const entry = await api.call('POST', '/v1/lists', {
+    key: a.key,
+    body: { action: 'block', kind: 'domain', value: 'spam.example', domainId: domain.body.id },
+  })
+  objectOf['/v1/lists'] = entry.body.id
 })
 afterAll(async () => {
   await api?.close()
@@ -54,6 +59,7 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         'GET /v1/domains/{id}/routes',
         'PUT /v1/domains/{id}/routes',
         'DELETE /v1/api-keys/{id}',
+        'DELETE /v1/lists/{id}',
       ]),
     )
   })
@@ -84,6 +90,30 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     })
   }
 
+  it("tenant B gets 404 when it names A's domain in a domainId query parameter or body field", async () => {
+    const domainId = objectOf['/v1/domains'] ?? ''
+    const doc = generateOpenApi()
+    const withQuery = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
+      (['get', 'put'] as const)
+        .filter((m) => item[m]?.parameters?.some((p) => 'name' in p && p.name === 'domainId'))
+        .map((m) => ({ method: m.toUpperCase(), path })),
+    )
+    expect(withQuery.map((o) => `${o.method} ${o.path}`)).toEqual(['GET /v1/policy', 'PUT /v1/policy'])
+    for (const op of withQuery) {
+      const res = await api.call(op.method, `${op.path}?domainId=${domainId}`, {
+        key: b.key,
+        body: op.method === 'PUT' ? { tagThreshold: 1 } : undefined,
+      })
+      expect(res.status, `${op.method} ${op.path}`).toBe(404)
+      expect(res.body.detail).toBe(`no domain ${domainId}`)
+    }
+    const add = await api.call('POST', '/v1/lists', {
+      key: b.key,
+      body: { action: 'allow', kind: 'ip', value: '192.0.2.1', domainId },
+    })
+    expect(add.status).toBe(404)
+  })
+
   it("tenant A's objects are untouched, and A itself reaches them", async () => {
     const domainId = objectOf['/v1/domains']
     const routes = await api.call('GET', `/v1/domains/${domainId}/routes`, { key: a.key })
@@ -94,6 +124,12 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     )
     const keys = await api.call('GET', '/v1/api-keys', { key: a.key })
     expect(keys.body.items.map((k: { id: string }) => k.id)).toContain(objectOf['/v1/api-keys'])
+    const lists = await api.call('GET', '/v1/lists', { key: a.key })
+    expect(lists.body.items).toMatchObject([
+      { id: objectOf['/v1/lists'], domain: 'alpha.test', value: 'spam.example' },
+    ])
+    const policy = await api.call('GET', `/v1/policy?domainId=${domainId}`, { key: a.key })
+    expect(policy.body.domain).toEqual({})
   })
 
   it('lists show only the caller’s own objects', async () => {
