@@ -108,6 +108,9 @@ const schema = z.object({
   MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
   MOAT_QUEUE_POLL_MS: positiveInt.default(250),
 
+  MOAT_API_HOST: z.string().default('127.0.0.1'),
+  MOAT_API_PORT: port.default(8025),
+
   MOAT_MX_HOSTS: list.default(['mx1.moat.localhost', 'mx2.moat.localhost']),
   MOAT_DNS_SERVERS: list.optional(),
 })
@@ -154,6 +157,8 @@ export type Config = {
     giveUpSeconds: number
   }
   queue: { maxReceives: number; pollMs: number }
+  /** the REST API's listener */
+  api: { host: string; port: number }
   mxHosts: string[]
   dnsServers: string[] | undefined
 }
@@ -234,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
     },
     queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
+    api: { host: e.MOAT_API_HOST, port: e.MOAT_API_PORT },
     mxHosts: e.MOAT_MX_HOSTS,
     dnsServers: e.MOAT_DNS_SERVERS,
   }

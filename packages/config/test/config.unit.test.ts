@@ -52,6 +52,7 @@ describe('loadConfig defaults', () => {
       dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
+    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025 })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
@@ -117,6 +118,8 @@ describe('loadConfig overrides', () => {
       MOAT_RETRY_GIVE_UP_SECONDS: '86400',
       MOAT_QUEUE_MAX_RECEIVES: '3',
       MOAT_QUEUE_POLL_MS: '50',
+      MOAT_API_HOST: '0.0.0.0',
+      MOAT_API_PORT: '8080',
       MOAT_MX_HOSTS: ' mx-a.example.net, mx-b.example.net,,',
       MOAT_DNS_SERVERS: '10.0.0.53,10.0.0.54',
     })
@@ -165,6 +168,7 @@ describe('loadConfig overrides', () => {
         giveUpSeconds: 86_400,
       },
       queue: { maxReceives: 3, pollMs: 50 },
+      api: { host: '0.0.0.0', port: 8080 },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
@@ -204,6 +208,12 @@ describe('loadConfig errors name the variable, its value and what it expects', (
     )
     expect(configError({ MOAT_SMTP_PORT: '-1' }).message).toBe(
       'invalid configuration:\n  MOAT_SMTP_PORT="-1": expected a port between 0 and 65535',
+    )
+  })
+
+  it('MOAT_API_PORT=http', () => {
+    expect(configError({ MOAT_API_PORT: 'http' }).message).toBe(
+      'invalid configuration:\n  MOAT_API_PORT="http": expected a TCP port number',
     )
   })
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { auditLog, domains, type Executor, newId, tenants } from '@moat/db'
-import { and, eq, inArray, isNotNull, ne } from 'drizzle-orm'
+import { and, asc, eq, gt, inArray, isNotNull, ne } from 'drizzle-orm'
 import type { DnsResolver } from './dns'
 import { MoatError } from './errors'
 import { findTenant } from './tenants'
@@ -95,7 +95,16 @@ export interface VerificationResult {
 export async function verifyDomain(
   db: Executor,
   resolver: DnsResolver,
-  input: { name: string; mxHosts: string[]; actor: string; force?: boolean; tenant?: string },
+  input: {
+    name: string
+    mxHosts: string[]
+    actor: string
+    force?: boolean
+    /** the operator's choice: a tenant id or name */
+    tenant?: string
+    /** the caller's tenant, for customers: only its own domain is considered */
+    tenantId?: string
+  },
 ): Promise<VerificationResult> {
   const name = normalizeDomain(input.name)
   const candidates = await db
@@ -103,11 +112,11 @@ export async function verifyDomain(
     .from(domains)
     .innerJoin(tenants, eq(tenants.id, domains.tenantId))
     .where(eq(domains.name, name))
-  const scoped = input.tenant
-    ? candidates.filter(
-        (c) => c.tenantName === input.tenant?.toLowerCase() || c.domain.tenantId === input.tenant,
-      )
-    : candidates
+  const scoped = candidates.filter(
+    (c) =>
+      (!input.tenant || c.tenantName === input.tenant.toLowerCase() || c.domain.tenantId === input.tenant) &&
+      (!input.tenantId || c.domain.tenantId === input.tenantId),
+  )
   if (!scoped.length) {
     throw new MoatError(
       'not_found',
@@ -287,4 +296,27 @@ export async function findDomain(db: Executor, name: string): Promise<Domain> {
     `${normalized} has not been added`,
     'add it with: moat domain add TENANT DOMAIN',
   )
+}
+
+/** One of the tenant's domains by id; another tenant's domain is `not_found`, like a missing one. */
+export async function getDomain(db: Executor, tenantId: string, id: string): Promise<Domain> {
+  const [domain] = await db
+    .select()
+    .from(domains)
+    .where(and(eq(domains.tenantId, tenantId), eq(domains.id, id)))
+  if (!domain) throw new MoatError('not_found', `no domain ${id}`)
+  return domain
+}
+
+/** The tenant's domains, oldest first, `limit` at a time after `cursor` (a domain id). */
+export async function pageDomains(
+  db: Executor,
+  input: { tenantId: string; limit: number; cursor?: string | undefined },
+): Promise<Domain[]> {
+  return db
+    .select()
+    .from(domains)
+    .where(and(eq(domains.tenantId, input.tenantId), input.cursor ? gt(domains.id, input.cursor) : undefined))
+    .orderBy(asc(domains.id))
+    .limit(input.limit)
 }

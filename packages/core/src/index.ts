@@ -1,3 +1,4 @@
+export * from './accounts'
 export * from './dns'
 export * from './domains'
 export * from './errors'

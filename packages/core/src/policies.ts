@@ -7,7 +7,7 @@ import {
   type Policy,
   resolvePolicy,
 } from '@moat/detect/policy'
-import { and, asc, eq, isNull } from 'drizzle-orm'
+import { and, asc, eq, gt, isNull } from 'drizzle-orm'
 import { MoatError } from './errors'
 
 /** What a caller may set; `null` turns an action off, an absent key inherits. */
@@ -181,17 +181,22 @@ export async function addListEntry(
   })
 }
 
-/** A tenant's allow and block entries, oldest first. */
+/** A tenant's allow and block entries, oldest first; with `page`, `limit` of them after `cursor` (an entry id). */
 export async function listListEntries(
   db: Executor,
   tenantId: string,
+  page?: { limit: number; cursor?: string | undefined },
 ): Promise<(ListEntryRow & { domain: string | null })[]> {
-  const rows = await db
+  const query = db
     .select({ entry: listEntries, domain: domains.name })
     .from(listEntries)
     .leftJoin(domains, eq(domains.id, listEntries.domainId))
-    .where(eq(listEntries.tenantId, tenantId))
-    .orderBy(asc(listEntries.createdAt), asc(listEntries.id))
+    .where(
+      and(eq(listEntries.tenantId, tenantId), page?.cursor ? gt(listEntries.id, page.cursor) : undefined),
+    )
+    // ids are time-sortable, so this is creation order too
+    .orderBy(asc(listEntries.id))
+  const rows = page ? await query.limit(page.limit) : await query
   return rows.map((r) => ({ ...r.entry, domain: r.domain }))
 }
 

@@ -1,6 +1,6 @@
 import { auditLog, type Executor, newId, routes } from '@moat/db'
 import { asc, eq } from 'drizzle-orm'
-import { findDomain } from './domains'
+import { type Domain, findDomain, getDomain } from './domains'
 import { MoatError } from './errors'
 
 export type Route = typeof routes.$inferSelect
@@ -28,39 +28,59 @@ export function parseDestination(spec: string): Destination {
   return { host: m[1].replace(/^\[|\]$/g, ''), port, priority: m[3] === undefined ? 10 : Number(m[3]) }
 }
 
-/** Replaces a domain's destination servers. */
+/** Replaces a domain's destination servers; the domain is found by name (the operator's view). */
 export async function setRoutes(
   db: Executor,
   input: { domain: string; destinations: Destination[]; actor: string },
 ): Promise<Route[]> {
-  if (!input.destinations.length) {
+  checkDestinations(input.destinations)
+  return db.transaction(async (tx) => replaceRoutes(tx, await findDomain(tx, input.domain), input))
+}
+
+/** Replaces the destination servers of one of the tenant's domains (the customer's view). */
+export async function setDomainRoutes(
+  db: Executor,
+  input: { tenantId: string; domainId: string; destinations: Destination[]; actor: string },
+): Promise<Route[]> {
+  checkDestinations(input.destinations)
+  return db.transaction(async (tx) =>
+    replaceRoutes(tx, await getDomain(tx, input.tenantId, input.domainId), input),
+  )
+}
+
+function checkDestinations(destinations: Destination[]): void {
+  if (!destinations.length) {
     throw new MoatError('invalid', 'no destination given', 'give at least one HOST:PORT[:PRIORITY]')
   }
-  return db.transaction(async (tx) => {
-    const domain = await findDomain(tx, input.domain)
-    await tx.delete(routes).where(eq(routes.domainId, domain.id))
-    const rows = await tx
-      .insert(routes)
-      .values(
-        input.destinations.map((d) => ({
-          id: newId('rte'),
-          tenantId: domain.tenantId,
-          domainId: domain.id,
-          host: d.host,
-          port: d.port,
-          priority: d.priority,
-        })),
-      )
-      .returning()
-    await tx.insert(auditLog).values({
-      tenantId: domain.tenantId,
-      actor: input.actor,
-      action: 'route.set',
-      target: domain.id,
-      detail: { domain: domain.name, destinations: input.destinations },
-    })
-    return rows.sort((a, b) => a.priority - b.priority)
+}
+
+async function replaceRoutes(
+  tx: Executor,
+  domain: Domain,
+  input: { destinations: Destination[]; actor: string },
+): Promise<Route[]> {
+  await tx.delete(routes).where(eq(routes.domainId, domain.id))
+  const rows = await tx
+    .insert(routes)
+    .values(
+      input.destinations.map((d) => ({
+        id: newId('rte'),
+        tenantId: domain.tenantId,
+        domainId: domain.id,
+        host: d.host,
+        port: d.port,
+        priority: d.priority,
+      })),
+    )
+    .returning()
+  await tx.insert(auditLog).values({
+    tenantId: domain.tenantId,
+    actor: input.actor,
+    action: 'route.set',
+    target: domain.id,
+    detail: { domain: domain.name, destinations: input.destinations },
   })
+  return rows.sort((a, b) => a.priority - b.priority)
 }
 
 export async function listRoutes(db: Executor, domainId: string): Promise<Route[]> {

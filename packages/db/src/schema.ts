@@ -302,3 +302,64 @@ export const spamFeedback = pgTable(
   },
   (t) => [uniqueIndex('spam_feedback_once').on(t.messageId, t.label)],
 )
+
+/** A person who signs in to the API or the portal; e-mail addresses are unique across Moat. */
+export const users = pgTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** lower case */
+    email: text('email').notNull(),
+    /** `scrypt$N$r$p$salt$hash`, salt and hash in base64 */
+    passwordHash: text('password_hash').notNull(),
+    /** `owner`, `admin` or `viewer` */
+    role: text('role').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('users_email').on(t.email), index('users_tenant').on(t.tenantId)],
+)
+
+/** A signed-in user's session; only the SHA-256 of the cookie's token is stored. */
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    tokenHash: text('token_hash').notNull(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('sessions_token_hash').on(t.tokenHash)],
+)
+
+/**
+ * A key for programs. The key is shown once; Moat keeps its SHA-256 and a visible prefix
+ * (`moat_live_ab12cd34`) that lets people tell their keys apart.
+ */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    name: text('name').notNull(),
+    prefix: text('prefix').notNull(),
+    keyHash: text('key_hash').notNull(),
+    /** `admin` or `viewer` */
+    role: text('role').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_keys_key_hash').on(t.keyHash), index('api_keys_tenant').on(t.tenantId)],
+)

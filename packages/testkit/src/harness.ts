@@ -29,6 +29,8 @@ export interface Harness {
   dataDir: string
   /** the ingest SMTP port */
   smtpPort: number
+  /** the REST API's base URL, when it runs */
+  apiUrl: string | undefined
   /** Sends a message to Moat over SMTP (STARTTLS when offered) and resolves with the queue id of its `250`. */
   send(message: SendMailOptions): Promise<string>
   /** Waits until the (first) record of `queueId` satisfies `done`, and resolves with its trace. */
@@ -62,6 +64,8 @@ export async function startHarness(
     MOAT_HOSTNAME: 'mx.moat.test',
     MOAT_SMTP_HOST: '127.0.0.1',
     MOAT_SMTP_PORT: '0',
+    MOAT_API_HOST: '127.0.0.1',
+    MOAT_API_PORT: '0',
     MOAT_DNS_SERVERS: dns.address,
     MOAT_MX_HOSTS: 'mx1.moat.test,mx2.moat.test',
     MOAT_LOG_LEVEL: process.env.MOAT_TEST_LOG_LEVEL ?? 'warn',
@@ -86,6 +90,7 @@ export async function startHarness(
     dns,
     dataDir,
     smtpPort: stack.ingest?.port ?? 0,
+    apiUrl: stack.api?.url,
     async send(message) {
       const info = await nodemailer
         .createTransport({

@@ -153,6 +153,7 @@ export function startBanner(cfg: Config, stack: Stack): void {
     stack.ingest
       ? `  SMTP (inbound MX)   ${cfg.smtp.host}:${stack.ingest.port}  STARTTLS, max ${cfg.smtp.maxMessageBytes} bytes`
       : '',
+    stack.api ? `  REST API            ${stack.api.url}  (docs ${stack.api.url}/docs)` : '',
     `  database            ${db}`,
     `  messages stored in  ${cfg.dataDir}/objects`,
     stack.running.includes('scan')

@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { type ApiServer, startApi } from '@moat/api'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { DeliverJob, ScanJob } from '@moat/core'
@@ -28,6 +29,7 @@ export interface Stack {
   scanQueue: PostgresQueue<ScanJob>
   deliverQueue: PostgresQueue<DeliverJob>
   ingest: IngestServer | undefined
+  api: ApiServer | undefined
   running: ServiceName[]
   /** the clamd the scan worker uses, in words, for the start banner */
   clamd: string | undefined
@@ -40,7 +42,7 @@ export function objectStore(config: Config): ObjectStore {
 }
 
 /**
- * Starts the chosen services (all three by default) in this process, against the configured
+ * Starts the chosen services (all four by default) in this process, against the configured
  * database, after applying migrations.
  */
 export async function startStack(
@@ -68,6 +70,7 @@ export async function startStack(
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
+  let api: ApiServer | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
   let clamdInWords: string | undefined
@@ -107,7 +110,11 @@ export async function startStack(
     if (only.includes('ingest')) {
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
     }
+    if (only.includes('api')) {
+      api = await startApi({ config, db, log: log.child({ service: 'api' }) })
+    }
   } catch (err) {
+    await ingest?.close()
     await Promise.all(consumers.map((c) => c.stop(1000)))
     await localClamd?.stop()
     await database.close()
@@ -120,9 +127,11 @@ export async function startStack(
     scanQueue,
     deliverQueue,
     ingest,
+    api,
     running: [...only],
     clamd: clamdInWords,
     async close() {
+      await api?.close()
       await ingest?.close()
       await Promise.all(consumers.map((c) => c.stop(30_000)))
       smtp?.close()

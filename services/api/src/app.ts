@@ -1,0 +1,97 @@
+import { OpenAPIHono } from '@hono/zod-openapi'
+import type { Config } from '@moat/config'
+import type { DnsResolver } from '@moat/core'
+import type { Executor } from '@moat/db'
+import type { Logger } from '@moat/log'
+import { requestId } from 'hono/request-id'
+import { type ApiEnv, authenticate, SESSION_COOKIE } from './auth'
+import { docsPage } from './docs'
+import { problem, sendProblem, toProblem, validationProblem } from './problems'
+import { registerAccounts } from './routes/accounts'
+import { registerApiKeys } from './routes/api-keys'
+import { registerDomains } from './routes/domains'
+import { registerPolicies } from './routes/policies'
+
+export interface ApiDeps {
+  db: Executor
+  config: Pick<Config, 'mxHosts'>
+  /** the resolver domain verification uses */
+  resolver: DnsResolver
+  log?: Logger | undefined
+}
+
+export type Api = OpenAPIHono<ApiEnv>
+
+export const OPENAPI_INFO = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Moat API',
+    version: '1',
+    description:
+      'Customer API of Moat, the hosted spam filter. Authenticate with `Authorization: Bearer <API key>` or the session cookie from `POST /v1/login`. Errors are RFC 9457 `application/problem+json`.',
+  },
+} as const
+
+/** The API as a Hono app: every route, the OpenAPI document at /openapi.json and docs at /docs. */
+export function createApi(deps: ApiDeps): Api {
+  const app: Api = new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (!result.success) return sendProblem(c, validationProblem(result.error, result.target))
+    },
+  })
+  app.use(requestId())
+  app.use(async (c, next) => {
+    const started = performance.now()
+    await next()
+    deps.log?.info(
+      {
+        requestId: c.var.requestId,
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - started),
+      },
+      'request',
+    )
+  })
+  app.onError((err, c) => {
+    const p = toProblem(err)
+    if (p.status >= 500) deps.log?.error({ err, requestId: c.var.requestId }, 'request failed')
+    return sendProblem(c, p)
+  })
+  app.notFound((c) => sendProblem(c, problem(404, `no such endpoint: ${c.req.method} ${c.req.path}`)))
+
+  app.use('/v1/*', authenticate(deps.db))
+  registerAccounts(app, deps)
+  registerApiKeys(app, deps)
+  registerDomains(app, deps)
+  registerPolicies(app, deps)
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
+  app.openAPIRegistry.registerComponent('securitySchemes', 'session', {
+    type: 'apiKey',
+    in: 'cookie',
+    name: SESSION_COOKIE,
+  })
+  app.get('/openapi.json', (c) => c.json(openApiDocument(app)))
+  app.get('/docs', (c) => c.html(docsPage(openApiDocument(app))))
+  return app
+}
+
+export function openApiDocument(app: Api) {
+  return app.getOpenAPI31Document({ ...OPENAPI_INFO, security: [{ apiKey: [] }, { session: [] }] })
+}
+
+/**
+ * The OpenAPI document without a running API: routes are only declared, so the database and the
+ * resolver are never called while it is built.
+ */
+export function generateOpenApi() {
+  const unused = () => {
+    throw new Error('not available while generating the OpenAPI document')
+  }
+  const db = new Proxy({}, { get: unused }) as Executor
+  return openApiDocument(
+    createApi({ db, config: { mxHosts: [] }, resolver: { resolveTxt: unused, resolveMx: unused } }),
+  )
+}

@@ -1,0 +1,48 @@
+import { authenticateApiKey, authenticateSession, hasRole, type Principal, type Role } from '@moat/core'
+import type { Executor } from '@moat/db'
+import type { Context, MiddlewareHandler } from 'hono'
+import { getCookie } from 'hono/cookie'
+import { ApiProblem } from './problems'
+
+export const SESSION_COOKIE = 'moat_session'
+
+export type ApiEnv = { Variables: { principal: Principal; requestId: string } }
+
+/** Routes reachable without credentials; everything else under /v1 needs a session or a key. */
+export const PUBLIC_OPERATIONS = new Set(['POST /v1/signup', 'POST /v1/login'])
+
+/**
+ * Puts the caller (`{ tenantId, userId | keyId, role }`) on the context, from
+ * `Authorization: Bearer <key>` or the session cookie; 401 otherwise.
+ */
+export function authenticate(db: Executor): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    if (PUBLIC_OPERATIONS.has(`${c.req.method} ${c.req.path}`)) return next()
+    const bearer = /^Bearer (\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1]
+    const session = getCookie(c, SESSION_COOKIE)
+    const principal = bearer
+      ? await authenticateApiKey(db, bearer)
+      : session
+        ? await authenticateSession(db, session)
+        : undefined
+    if (!principal) {
+      throw new ApiProblem(
+        401,
+        bearer || session
+          ? 'the API key or session is not valid (revoked, expired or mistyped)'
+          : 'send an API key (Authorization: Bearer moat_live_…) or sign in first',
+      )
+    }
+    c.set('principal', principal)
+    await next()
+  }
+}
+
+/** The caller, who must have at least `role`: a viewer may read, not change (403). */
+export function caller(c: Context<ApiEnv>, role: Role = 'viewer'): Principal {
+  const principal = c.get('principal')
+  if (!hasRole(principal.role, role)) {
+    throw new ApiProblem(403, `this needs the ${role} role; you are ${principal.role}`)
+  }
+  return principal
+}

@@ -1,0 +1,81 @@
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { type Database, openDatabase, runMigrations } from '@moat/db'
+// the files directly: the testkit index pulls in the whole stack
+import { createTestDatabase, type TestDatabase } from '../../../packages/testkit/src/database'
+import { startDnsServer, type TestDnsServer } from '../../../packages/testkit/src/peers'
+import { type ApiServer, startApi } from '../src/index'
+
+export const MX_HOSTS = ['mx1.moat.test', 'mx2.moat.test']
+
+export interface TestApi {
+  url: string
+  dns: TestDnsServer
+  database: Database
+  /** fetch against the API, with an optional API key or session cookie */
+  call(
+    method: string,
+    path: string,
+    options?: { key?: string; cookie?: string; body?: unknown },
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, which the assertions check
+  ): Promise<{ status: number; headers: Headers; body: any }>
+  /** signs up a tenant and gives its owner's session cookie and an admin API key */
+  tenant(name: string): Promise<{ tenantId: string; cookie: string; key: string; keyId: string }>
+  close(): Promise<void>
+}
+
+/**
+ * The API on a real HTTP server (port 0) over a fresh database (PGlite, or PostgreSQL at
+ * DATABASE_URL), with a DNS server on loopback for domain verification.
+ */
+export async function startTestApi(): Promise<TestApi> {
+  const testDb: TestDatabase = await createTestDatabase()
+  await runMigrations(testDb.url)
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-api-'))
+  const database = await openDatabase({ databaseUrl: testDb.url, dataDir, maxConnections: 4 })
+  const dns = await startDnsServer()
+  const server: ApiServer = await startApi({
+    config: { api: { host: '127.0.0.1', port: 0 }, mxHosts: MX_HOSTS, dnsServers: [dns.address] },
+    db: database.db,
+  })
+
+  const call: TestApi['call'] = async (method, p, options = {}) => {
+    const headers: Record<string, string> = {}
+    if (options.key) headers.authorization = `Bearer ${options.key}`
+    if (options.cookie) headers.cookie = options.cookie
+    if (options.body !== undefined) headers['content-type'] = 'application/json'
+    const res = await fetch(`${server.url}${p}`, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    })
+    const text = await res.text()
+    const type = res.headers.get('content-type') ?? ''
+    return { status: res.status, headers: res.headers, body: type.includes('json') ? JSON.parse(text) : text }
+  }
+
+  return {
+    url: server.url,
+    dns,
+    database,
+    call,
+    async tenant(name) {
+      const email = `owner@${name}.test`
+      const password = `${name}-password-1`
+      const signup = await call('POST', '/v1/signup', { body: { tenant: name, email, password } })
+      if (signup.status !== 201) throw new Error(`signup failed: ${JSON.stringify(signup.body)}`)
+      const login = await call('POST', '/v1/login', { body: { email, password } })
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? ''
+      const created = await call('POST', '/v1/api-keys', { cookie, body: { name: 'test' } })
+      return { tenantId: signup.body.tenant.id, cookie, key: created.body.key, keyId: created.body.apiKey.id }
+    },
+    async close() {
+      await server.close()
+      await dns.stop()
+      await database.close()
+      await testDb.close()
+      await fs.rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateOpenApi, PROBLEM_BASE } from '../src/index'
+import { startTestApi, type TestApi } from './api'
+
+/**
+ * Tenant B must not read, change or learn of tenant A's objects: every operation in the OpenAPI
+ * document that takes an `{id}` answers B with the same 404 as a missing object. The operations come
+ * from the document, so a new route is swept as soon as it exists; one without a fixture below fails.
+ */
+
+let api: TestApi
+let a: Awaited<ReturnType<TestApi['tenant']>>
+let b: Awaited<ReturnType<TestApi['tenant']>>
+/** tenant A's object of each collection, by the path before `/{id}` */
+const objectOf: Record<string, string> = {}
+/** a valid body for each operation that needs one, so that B's 404 is not a 400 */
+const bodies: Record<string, unknown> = {
+  'PUT /v1/domains/{id}/routes': { items: [{ host: 'attacker.test', port: 25, priority: 1 }] },
+}
+
+beforeAll(async () => {
+  api = await startTestApi()
+  a = await api.tenant('alpha')
+  b = await api.tenant('bravo')
+  const domain = await api.call('POST', '/v1/domains', { key: a.key, body: { name: 'alpha.test' } })
+  objectOf['/v1/domains'] = domain.body.id
+  await api.call('PUT', `/v1/domains/${domain.body.id}/routes`, {
+    key: a.key,
+    body: { items: [{ host: 'mail.alpha.test', port: 25 }] },
+  })
+  const spare = await api.call('POST', '/v1/api-keys', { key: a.key, body: { name: 'spare' } })
+  objectOf['/v1/api-keys'] = spare.body.apiKey.id
+  const entry = await api.call('POST', '/v1/lists', {
+    key: a.key,
+    body: { action: 'block', kind: 'domain', value: 'spam.example', domainId: domain.body.id },
+  })
+  objectOf['/v1/lists'] = entry.body.id
+})
+afterAll(async () => {
+  await api?.close()
+})
+
+const operations = () => {
+  const doc = generateOpenApi()
+  return Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
+    (['get', 'post', 'put', 'patch', 'delete'] as const)
+      .filter((m) => item[m] && path.includes('{id}'))
+      .map((m) => ({ method: m.toUpperCase(), path, needsBody: Boolean(item[m]?.requestBody) })),
+  )
+}
+
+describe('tenant isolation, swept from the OpenAPI document', () => {
+  it('covers every operation with an {id}', () => {
+    const swept = operations().map((o) => `${o.method} ${o.path}`)
+    expect(swept).toEqual(
+      expect.arrayContaining([
+        'GET /v1/domains/{id}',
+        'POST /v1/domains/{id}/verify',
+        'GET /v1/domains/{id}/routes',
+        'PUT /v1/domains/{id}/routes',
+        'DELETE /v1/api-keys/{id}',
+        'DELETE /v1/lists/{id}',
+      ]),
+    )
+  })
+
+  for (const as of ['key', 'session'] as const) {
+    it(`tenant B's ${as} gets 404, exactly as for a missing object, on every operation with an {id}`, async () => {
+      for (const op of operations()) {
+        const name = `${op.method} ${op.path}`
+        const collection = op.path.split('/{id}')[0] ?? ''
+        const id = objectOf[collection]
+        expect(id, `add tenant A's object for ${collection} to the isolation sweep`).toBeDefined()
+        const body = bodies[name]
+        expect(
+          !op.needsBody || body !== undefined,
+          `add a valid body for ${name} to the isolation sweep`,
+        ).toBe(true)
+        const auth = as === 'key' ? { key: b.key } : { cookie: b.cookie }
+
+        const theirs = await api.call(op.method, op.path.replace('{id}', id ?? ''), { ...auth, body })
+        const missing = await api.call(op.method, op.path.replace('{id}', `${id}x`), { ...auth, body })
+        expect(theirs.status, name).toBe(404)
+        expect(theirs.body.type, name).toBe(`${PROBLEM_BASE}not-found`)
+        expect(theirs.body, name).toEqual({
+          ...missing.body,
+          detail: missing.body.detail.replace(`${id}x`, id),
+        })
+      }
+    })
+  }
+
+  it("tenant B gets 404 when it names A's domain in a domainId query parameter or body field", async () => {
+    const domainId = objectOf['/v1/domains'] ?? ''
+    const doc = generateOpenApi()
+    const withQuery = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
+      (['get', 'put'] as const)
+        .filter((m) => item[m]?.parameters?.some((p) => 'name' in p && p.name === 'domainId'))
+        .map((m) => ({ method: m.toUpperCase(), path })),
+    )
+    expect(withQuery.map((o) => `${o.method} ${o.path}`)).toEqual(['GET /v1/policy', 'PUT /v1/policy'])
+    for (const op of withQuery) {
+      const res = await api.call(op.method, `${op.path}?domainId=${domainId}`, {
+        key: b.key,
+        body: op.method === 'PUT' ? { tagThreshold: 1 } : undefined,
+      })
+      expect(res.status, `${op.method} ${op.path}`).toBe(404)
+      expect(res.body.detail).toBe(`no domain ${domainId}`)
+    }
+    const add = await api.call('POST', '/v1/lists', {
+      key: b.key,
+      body: { action: 'allow', kind: 'ip', value: '192.0.2.1', domainId },
+    })
+    expect(add.status).toBe(404)
+  })
+
+  it("tenant A's objects are untouched, and A itself reaches them", async () => {
+    const domainId = objectOf['/v1/domains']
+    const routes = await api.call('GET', `/v1/domains/${domainId}/routes`, { key: a.key })
+    expect(routes.status).toBe(200)
+    expect(routes.body.items).toMatchObject([{ host: 'mail.alpha.test', port: 25 }])
+    expect((await api.call('GET', `/v1/domains/${domainId}`, { cookie: a.cookie })).body.name).toBe(
+      'alpha.test',
+    )
+    const keys = await api.call('GET', '/v1/api-keys', { key: a.key })
+    expect(keys.body.items.map((k: { id: string }) => k.id)).toContain(objectOf['/v1/api-keys'])
+    const lists = await api.call('GET', '/v1/lists', { key: a.key })
+    expect(lists.body.items).toMatchObject([
+      { id: objectOf['/v1/lists'], domain: 'alpha.test', value: 'spam.example' },
+    ])
+    const policy = await api.call('GET', `/v1/policy?domainId=${domainId}`, { key: a.key })
+    expect(policy.body.domain).toEqual({})
+  })
+
+  it('lists show only the caller’s own objects', async () => {
+    const theirs = await api.call('GET', '/v1/domains', { key: b.key })
+    expect(theirs.body).toEqual({ items: [], nextCursor: null })
+    const keys = await api.call('GET', '/v1/api-keys', { key: b.key })
+    expect(keys.body.items.map((k: { id: string }) => k.id)).toEqual([b.keyId])
+  })
+})
