@@ -1,4 +1,5 @@
 export * from './accounts'
+export * from './audit'
 export * from './dns'
 export * from './domains'
 export * from './errors'

@@ -7,7 +7,7 @@ import {
   recipients,
   tenants,
 } from '@moat/db'
-import { and, asc, desc, eq, inArray, or, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, exists, gte, ilike, inArray, lt, or, sql } from 'drizzle-orm'
 import { normalizeDomain } from './domains'
 import { MoatError } from './errors'
 
@@ -115,4 +115,102 @@ export async function messageCounts(db: Executor): Promise<Record<string, number
     .from(messages)
     .groupBy(messages.status)
   return Object.fromEntries(rows.map((r) => [r.status, r.n]))
+}
+
+export interface MessageSearch {
+  tenantId: string
+  limit: number
+  /** the last id of the previous page: newer messages come first, so the next page is older */
+  cursor?: string | undefined
+  /** the envelope sender, exactly (case-insensitive) */
+  sender?: string | undefined
+  /** one envelope recipient, exactly (case-insensitive) */
+  recipient?: string | undefined
+  /** a substring of the subject (case-insensitive) */
+  subject?: string | undefined
+  status?: string | undefined
+  direction?: string | undefined
+  /** received at or after */
+  from?: Date | undefined
+  /** received before */
+  to?: Date | undefined
+  /** spam score at or above */
+  minScore?: number | undefined
+  /** `virus`: quarantined for a virus; `spam`: for anything else */
+  reason?: 'virus' | 'spam' | undefined
+}
+
+const likePattern = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** One tenant's messages, newest first (by id, which sorts by time), `limit` at a time after `cursor`. */
+export async function searchMessages(db: Executor, search: MessageSearch): Promise<Message[]> {
+  const conditions = [eq(messages.tenantId, search.tenantId)]
+  if (search.cursor) conditions.push(lt(messages.id, search.cursor))
+  if (search.sender) conditions.push(sql`lower(${messages.mailFrom}) = ${search.sender.toLowerCase()}`)
+  if (search.recipient) {
+    conditions.push(
+      exists(
+        db
+          .select({ one: sql`1` })
+          .from(recipients)
+          .where(
+            and(
+              eq(recipients.messageId, messages.id),
+              sql`lower(${recipients.address}) = ${search.recipient.toLowerCase()}`,
+            ),
+          ),
+      ),
+    )
+  }
+  if (search.subject) conditions.push(ilike(messages.subject, likePattern(search.subject)))
+  if (search.status) conditions.push(eq(messages.status, search.status))
+  if (search.direction) conditions.push(eq(messages.direction, search.direction))
+  if (search.from) conditions.push(gte(messages.receivedAt, search.from))
+  if (search.to) conditions.push(lt(messages.receivedAt, search.to))
+  if (search.minScore !== undefined) conditions.push(gte(messages.spamScore, search.minScore))
+  if (search.reason === 'virus') conditions.push(eq(messages.virusScan, 'infected'))
+  if (search.reason === 'spam') conditions.push(sql`${messages.virusScan} is distinct from 'infected'`)
+  return db
+    .select()
+    .from(messages)
+    .where(and(...conditions))
+    .orderBy(desc(messages.id))
+    .limit(search.limit)
+}
+
+/** One message of the tenant's, by id; another tenant's is as missing as one that never was. */
+export async function getMessage(db: Executor, tenantId: string, id: string): Promise<Message> {
+  const [m] = await db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.id, id), eq(messages.tenantId, tenantId)))
+  if (!m) throw new MoatError('not_found', `no message ${id}`)
+  return m
+}
+
+/**
+ * Deletes a quarantined message from the quarantine: it and its recipients become `deleted` and
+ * the event is recorded. The raw object stays in the store (nothing purges it yet).
+ */
+export async function deleteQuarantined(
+  db: Executor,
+  input: { tenantId: string; messageId: string; actor: string },
+): Promise<Message> {
+  return db.transaction(async (tx) => {
+    const m = await getMessage(tx, input.tenantId, input.messageId)
+    if (m.status !== 'quarantined')
+      throw new MoatError('conflict', `message ${m.id} is ${m.status}, not quarantined`)
+    const [updated] = await tx
+      .update(messages)
+      .set({ status: 'deleted', updatedAt: new Date() })
+      .where(and(eq(messages.id, m.id), eq(messages.status, 'quarantined')))
+      .returning()
+    if (!updated) throw new MoatError('conflict', `message ${m.id} was changed by someone else just now`)
+    await tx
+      .update(recipients)
+      .set({ status: 'deleted', updatedAt: new Date() })
+      .where(eq(recipients.messageId, m.id))
+    await recordEvent(tx, m, 'deleted', { actor: input.actor })
+    return updated
+  })
 }

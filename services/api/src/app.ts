@@ -6,11 +6,15 @@ import type { Logger } from '@moat/log'
 import { requestId } from 'hono/request-id'
 import { type ApiEnv, authenticate, SESSION_COOKIE } from './auth'
 import { docsPage } from './docs'
+import type { MailDeps } from './feedback'
 import { problem, sendProblem, toProblem, validationProblem } from './problems'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
+import { registerAudit } from './routes/audit'
 import { registerDomains } from './routes/domains'
+import { registerMessages } from './routes/messages'
 import { registerPolicies } from './routes/policies'
+import { registerQuarantine } from './routes/quarantine'
 
 export interface ApiDeps {
   db: Executor
@@ -18,6 +22,8 @@ export interface ApiDeps {
   /** the resolver domain verification uses */
   resolver: DnsResolver
   log?: Logger | undefined
+  /** the raw messages, the spam model and the deliver queue: quarantine and feedback need them */
+  mail?: MailDeps | undefined
 }
 
 export type Api = OpenAPIHono<ApiEnv>
@@ -66,6 +72,9 @@ export function createApi(deps: ApiDeps): Api {
   registerApiKeys(app, deps)
   registerDomains(app, deps)
   registerPolicies(app, deps)
+  registerMessages(app, deps)
+  registerQuarantine(app, deps)
+  registerAudit(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
   app.openAPIRegistry.registerComponent('securitySchemes', 'session', {

@@ -1,4 +1,5 @@
 export { type Api, type ApiDeps, createApi, generateOpenApi, openApiDocument } from './app'
+export { lazy, type MailDeps } from './feedback'
 export { OPENAPI_FILE, openApiJson } from './openapi-file'
 export { PROBLEM_BASE, type Problem } from './problems'
 export { type ApiServer, startApi } from './server'

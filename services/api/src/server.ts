@@ -5,6 +5,7 @@ import { createResolver } from '@moat/core'
 import type { Executor } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { createApi } from './app'
+import type { MailDeps } from './feedback'
 
 export interface ApiServer {
   port: number
@@ -17,9 +18,10 @@ export async function startApi(options: {
   config: Pick<Config, 'api' | 'mxHosts' | 'dnsServers'>
   db: Executor
   log?: Logger
+  mail?: MailDeps
 }): Promise<ApiServer> {
-  const { config, db, log } = options
-  const app = createApi({ db, config, resolver: createResolver(config.dnsServers), log })
+  const { config, db, log, mail } = options
+  const app = createApi({ db, config, resolver: createResolver(config.dnsServers), log, mail })
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, () => resolve(s))
     s.once('error', reject)

@@ -1,11 +1,25 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { type Database, openDatabase, runMigrations } from '@moat/db'
+import { LocalObjectStore } from '@moat/blobstore'
+import type { DeliverJob } from '@moat/core'
+import {
+  type Database,
+  domains,
+  messageEvents,
+  messages,
+  newId,
+  openDatabase,
+  recipients,
+  runMigrations,
+} from '@moat/db'
+import { loadOrBuildModel } from '@moat/detect'
+import { PostgresQueue } from '@moat/queue'
+import { eq } from 'drizzle-orm'
 // the files directly: the testkit index pulls in the whole stack
 import { createTestDatabase, type TestDatabase } from '../../../packages/testkit/src/database'
 import { startDnsServer, type TestDnsServer } from '../../../packages/testkit/src/peers'
-import { type ApiServer, startApi } from '../src/index'
+import { type ApiServer, lazy, startApi } from '../src/index'
 
 export const MX_HOSTS = ['mx1.moat.test', 'mx2.moat.test']
 
@@ -22,6 +36,25 @@ export interface TestApi {
   ): Promise<{ status: number; headers: Headers; body: any }>
   /** signs up a tenant and gives its owner's session cookie and an admin API key */
   tenant(name: string): Promise<{ tenantId: string; cookie: string; key: string; keyId: string }>
+  /**
+   * Stores a raw message for the tenant as the scan worker leaves it (quarantined by default),
+   * with a verified domain for its recipient, a `scanned` event and the raw object.
+   */
+  message(
+    tenantId: string,
+    options?: {
+      from?: string
+      to?: string
+      subject?: string
+      body?: string
+      /** extra header lines, and the body's own Content-Type instead of text/plain */
+      headers?: string[]
+      status?: string
+      score?: number
+      virus?: string
+    },
+  ): Promise<string>
+  deliverQueue: PostgresQueue<DeliverJob>
   close(): Promise<void>
 }
 
@@ -35,9 +68,13 @@ export async function startTestApi(): Promise<TestApi> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-api-'))
   const database = await openDatabase({ databaseUrl: testDb.url, dataDir, maxConnections: 4 })
   const dns = await startDnsServer()
+  const store = new LocalObjectStore(path.join(dataDir, 'objects'))
+  const deliverQueue = new PostgresQueue<DeliverJob>(database.db, 'deliver')
+  const modelFile = process.env.MOAT_TEST_SPAM_MODEL ?? path.join(dataDir, 'spam-model.bin')
   const server: ApiServer = await startApi({
     config: { api: { host: '127.0.0.1', port: 0 }, mxHosts: MX_HOSTS, dnsServers: [dns.address] },
     db: database.db,
+    mail: { store, deliverQueue, model: lazy(async () => loadOrBuildModel(modelFile)) },
   })
 
   const call: TestApi['call'] = async (method, p, options = {}) => {
@@ -55,11 +92,72 @@ export async function startTestApi(): Promise<TestApi> {
     return { status: res.status, headers: res.headers, body: type.includes('json') ? JSON.parse(text) : text }
   }
 
+  const db = database.db
   return {
     url: server.url,
     dns,
     database,
     call,
+    deliverQueue,
+    async message(tenantId, o = {}) {
+      const from = o.from ?? 'sender@spam.example'
+      const to = o.to ?? `user@${tenantId}.test`
+      const status = o.status ?? 'quarantined'
+      const domainName = to.split('@')[1] ?? ''
+      const [existing] = await db.select().from(domains).where(eq(domains.name, domainName))
+      const domainId = existing?.id ?? newId('dom')
+      if (!existing) {
+        await db.insert(domains).values({
+          id: domainId,
+          tenantId,
+          name: domainName,
+          status: 'verified',
+          verificationToken: 'test',
+          verifiedAt: new Date(),
+        })
+      }
+      const id = newId('msg')
+      const raw = Buffer.from(
+        [
+          `From: <${from}>`,
+          `To: <${to}>`,
+          `Subject: ${o.subject ?? 'cheap pills'}`,
+          ...(o.headers ?? ['Content-Type: text/plain; charset=utf-8']),
+          '',
+          o.body ?? 'buy now',
+          '',
+        ].join('\r\n'),
+      )
+      const objectKey = `inbound/${id}.eml`
+      await store.put(objectKey, raw)
+      await db.insert(messages).values({
+        id,
+        tenantId,
+        queueId: id.slice(4, 16),
+        status,
+        mailFrom: from,
+        rcptTo: [to],
+        objectKey,
+        size: raw.length,
+        subject: o.subject ?? 'cheap pills',
+        virusScan: o.virus ? 'infected' : 'clean',
+        virusName: o.virus ?? null,
+        spamScore: o.virus ? null : (o.score ?? 12),
+        action: status === 'quarantined' ? 'quarantine' : 'deliver',
+      })
+      await db.insert(recipients).values({ messageId: id, tenantId, address: to, domainId, status })
+      await db.insert(messageEvents).values({
+        messageId: id,
+        tenantId,
+        kind: 'scanned',
+        detail: {
+          action: status === 'quarantined' ? 'quarantine' : 'deliver',
+          score: o.score ?? 12,
+          symbols: [{ name: o.virus ? 'VIRUS' : 'BAYES_SPAM', score: o.score ?? 12 }],
+        },
+      })
+      return id
+    },
     async tenant(name) {
       const email = `owner@${name}.test`
       const password = `${name}-password-1`

@@ -16,6 +16,7 @@ const objectOf: Record<string, string> = {}
 /** a valid body for each operation that needs one, so that B's 404 is not a 400 */
 const bodies: Record<string, unknown> = {
   'PUT /v1/domains/{id}/routes': { items: [{ host: 'attacker.test', port: 25, priority: 1 }] },
+  'POST /v1/quarantine/{id}/release': { force: true },
 }
 
 beforeAll(async () => {
@@ -35,6 +36,8 @@ beforeAll(async () => {
     body: { action: 'block', kind: 'domain', value: 'spam.example', domainId: domain.body.id },
   })
   objectOf['/v1/lists'] = entry.body.id
+  objectOf['/v1/messages'] = await api.message(a.tenantId, { status: 'delivered', subject: 'alpha log' })
+  objectOf['/v1/quarantine'] = await api.message(a.tenantId, { subject: 'alpha held' })
 })
 afterAll(async () => {
   await api?.close()
@@ -60,6 +63,12 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         'PUT /v1/domains/{id}/routes',
         'DELETE /v1/api-keys/{id}',
         'DELETE /v1/lists/{id}',
+        'GET /v1/messages/{id}',
+        'POST /v1/messages/{id}/report-spam',
+        'GET /v1/quarantine/{id}',
+        'GET /v1/quarantine/{id}/raw',
+        'POST /v1/quarantine/{id}/release',
+        'DELETE /v1/quarantine/{id}',
       ]),
     )
   })
@@ -130,6 +139,10 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     ])
     const policy = await api.call('GET', `/v1/policy?domainId=${domainId}`, { key: a.key })
     expect(policy.body.domain).toEqual({})
+    const held = await api.call('GET', `/v1/quarantine/${objectOf['/v1/quarantine']}`, { key: a.key })
+    expect(held.body).toMatchObject({ status: 'quarantined', subject: 'alpha held' })
+    const log = await api.call('GET', `/v1/messages/${objectOf['/v1/messages']}`, { key: a.key })
+    expect(log.body.events).toMatchObject([{ kind: 'scanned' }])
   })
 
   it('lists show only the caller’s own objects', async () => {
@@ -137,5 +150,15 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     expect(theirs.body).toEqual({ items: [], nextCursor: null })
     const keys = await api.call('GET', '/v1/api-keys', { key: b.key })
     expect(keys.body.items.map((k: { id: string }) => k.id)).toEqual([b.keyId])
+    for (const path of ['/v1/messages', '/v1/quarantine']) {
+      expect((await api.call('GET', path, { key: b.key })).body, path).toEqual({
+        items: [],
+        nextCursor: null,
+      })
+    }
+    const audit = await api.call('GET', '/v1/audit', { key: b.key })
+    expect(audit.body.items.length).toBeGreaterThan(0)
+    expect(JSON.stringify(audit.body)).not.toContain(a.tenantId)
+    expect(JSON.stringify(audit.body)).not.toContain('alpha')
   })
 })
