@@ -1,10 +1,11 @@
 import path from 'node:path'
-import { type ApiServer, startApi } from '@moat/api'
+import { type ApiServer, lazy, startApi } from '@moat/api'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { DeliverJob, ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { SmtpClient, startDeliverWorker } from '@moat/deliver'
+import { loadOrBuildModel } from '@moat/detect'
 import { type IngestServer, startIngest } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Consumer, PostgresQueue } from '@moat/queue'
@@ -111,7 +112,10 @@ export async function startStack(
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
     }
     if (only.includes('api')) {
-      api = await startApi({ config, db, log: log.child({ service: 'api' }) })
+      const apiLog = log.child({ service: 'api' })
+      // the model is loaded on the first release or report, not at start
+      const model = lazy(async () => loadOrBuildModel(config.scan.spamModelFile, apiLog))
+      api = await startApi({ config, db, log: apiLog, mail: { store, deliverQueue, model } })
     }
   } catch (err) {
     await ingest?.close()

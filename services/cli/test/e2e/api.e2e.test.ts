@@ -63,3 +63,105 @@ describe('a customer set up entirely through the REST API receives mail', () => 
     expect(mail?.raw.toString()).toContain('Subject: via the API')
   })
 })
+
+describe('a message quarantined by a block-list entry is released through the REST API', () => {
+  let h: Harness
+  let sink: SmtpSink
+  let apiUrl: string
+
+  beforeAll(async () => {
+    sink = await startSmtpSink()
+    // spam detection on (block lists are part of it); virus scanning needs clamd, and is not the point
+    h = await startHarness({ env: { MOAT_VIRUS_SCAN: 'off' } })
+    apiUrl = h.apiUrl ?? ''
+  })
+  afterAll(async () => {
+    await h?.close()
+    await sink?.stop()
+  })
+
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, which the assertions check
+  async function call(
+    method: string,
+    path: string,
+    auth: Record<string, string>,
+    body?: unknown,
+  ): Promise<any> {
+    const res = await fetch(`${apiUrl}${path}`, {
+      method,
+      headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    })
+    const text = await res.text()
+    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null }
+  }
+
+  it('block → quarantined; a viewer may not release; an admin releases and the customer receives it', async () => {
+    const account = { tenant: 'initech', email: 'ops@initech.test', password: 'a long password' }
+    expect((await call('POST', '/v1/signup', {}, account)).status).toBe(201)
+    const login = await call('POST', '/v1/login', {}, { email: account.email, password: account.password })
+    const cookie = { cookie: (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '' }
+    const admin = {
+      authorization: `Bearer ${(await call('POST', '/v1/api-keys', cookie, { name: 'ops' })).body.key}`,
+    }
+    const viewer = {
+      authorization: `Bearer ${(await call('POST', '/v1/api-keys', cookie, { name: 'ro', role: 'viewer' })).body.key}`,
+    }
+    const domain = (await call('POST', '/v1/domains', admin, { name: 'initech.test' })).body
+    h.dns.zones.set('initech.test', {
+      txt: [/"(.+)"/.exec(domain.records.txt)?.[1] ?? ''],
+      mx: h.config.mxHosts.map((exchange, i) => ({ exchange, priority: 10 * (i + 1) })),
+    })
+    expect((await call('POST', `/v1/domains/${domain.id}/verify`, admin)).body.verified).toBe(true)
+    await call('PUT', `/v1/domains/${domain.id}/routes`, admin, {
+      items: [{ host: '127.0.0.1', port: sink.port }],
+    })
+    const entry = await call('POST', '/v1/lists', admin, {
+      action: 'block',
+      kind: 'domain',
+      value: 'pushy.example',
+    })
+    expect(entry.status).toBe(201)
+
+    const queueId = await h.send({
+      from: 'sales@pushy.example',
+      to: 'peter@initech.test',
+      subject: 'a very good offer',
+      text: 'hello Peter, about your TPS reports',
+    })
+    const trace = await h.traceWhen(queueId, (t) => t.message.status === 'quarantined')
+    const id = trace.message.id
+
+    const held = await call('GET', '/v1/quarantine', viewer)
+    expect(held.body.items).toMatchObject([
+      { id, mailFrom: 'sales@pushy.example', subject: 'a very good offer' },
+    ])
+    const log = await call('GET', `/v1/messages/${id}`, viewer)
+    expect(log.body.events).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          kind: 'scanned',
+          detail: expect.objectContaining({
+            action: 'quarantine',
+            reason: expect.stringMatching(/^blocked by domain pushy\.example/),
+          }),
+        }),
+      ]),
+    )
+    const preview = await call('GET', `/v1/quarantine/${id}`, viewer)
+    expect(preview.body.text).toContain('about your TPS reports')
+
+    const denied = await call('POST', `/v1/quarantine/${id}/release`, viewer)
+    expect(denied.status).toBe(403)
+    expect(sink.messages).toHaveLength(0)
+
+    const released = await call('POST', `/v1/quarantine/${id}/release`, admin)
+    expect(released.status).toBe(200)
+    expect(released.body).toMatchObject({ id, status: 'queued' })
+    const [mail] = await sink.waitFor(1)
+    expect(mail?.to).toEqual(['peter@initech.test'])
+    expect(mail?.raw.toString()).toContain('about your TPS reports')
+    const delivered = await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
+    expect(delivered.events.map((e) => e.kind)).toContain('released')
+  })
+})
