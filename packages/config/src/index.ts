@@ -110,6 +110,14 @@ const schema = z.object({
 
   MOAT_API_HOST: z.string().default('127.0.0.1'),
   MOAT_API_PORT: port.default(8025),
+  MOAT_API_RATE_PER_MINUTE: positiveInt.default(600),
+  MOAT_PORTAL_ORIGIN: z
+    .string()
+    .regex(
+      /^https?:\/\/[^/\s]+$/,
+      'expected an origin: scheme and host, no path, e.g. https://portal.example.com',
+    )
+    .optional(),
 
   MOAT_MX_HOSTS: list.default(['mx1.moat.localhost', 'mx2.moat.localhost']),
   MOAT_DNS_SERVERS: list.optional(),
@@ -158,7 +166,14 @@ export type Config = {
   }
   queue: { maxReceives: number; pollMs: number }
   /** the REST API's listener */
-  api: { host: string; port: number }
+  api: {
+    host: string
+    port: number
+    /** requests per minute per API key (counted in memory, per process) */
+    ratePerMinute: number
+    /** the portal's origin, the only one CORS lets in; unset: no CORS headers */
+    portalOrigin: string | undefined
+  }
   mxHosts: string[]
   dnsServers: string[] | undefined
 }
@@ -239,7 +254,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
     },
     queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
-    api: { host: e.MOAT_API_HOST, port: e.MOAT_API_PORT },
+    api: {
+      host: e.MOAT_API_HOST,
+      port: e.MOAT_API_PORT,
+      ratePerMinute: e.MOAT_API_RATE_PER_MINUTE,
+      portalOrigin: e.MOAT_PORTAL_ORIGIN,
+    },
     mxHosts: e.MOAT_MX_HOSTS,
     dnsServers: e.MOAT_DNS_SERVERS,
   }

@@ -52,7 +52,7 @@ describe('loadConfig defaults', () => {
       dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025 })
+    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025, ratePerMinute: 600, portalOrigin: undefined })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
@@ -120,6 +120,8 @@ describe('loadConfig overrides', () => {
       MOAT_QUEUE_POLL_MS: '50',
       MOAT_API_HOST: '0.0.0.0',
       MOAT_API_PORT: '8080',
+      MOAT_API_RATE_PER_MINUTE: '120',
+      MOAT_PORTAL_ORIGIN: 'https://portal.example.net',
       MOAT_MX_HOSTS: ' mx-a.example.net, mx-b.example.net,,',
       MOAT_DNS_SERVERS: '10.0.0.53,10.0.0.54',
     })
@@ -168,7 +170,7 @@ describe('loadConfig overrides', () => {
         giveUpSeconds: 86_400,
       },
       queue: { maxReceives: 3, pollMs: 50 },
-      api: { host: '0.0.0.0', port: 8080 },
+      api: { host: '0.0.0.0', port: 8080, ratePerMinute: 120, portalOrigin: 'https://portal.example.net' },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
@@ -214,6 +216,17 @@ describe('loadConfig errors name the variable, its value and what it expects', (
   it('MOAT_API_PORT=http', () => {
     expect(configError({ MOAT_API_PORT: 'http' }).message).toBe(
       'invalid configuration:\n  MOAT_API_PORT="http": expected a TCP port number',
+    )
+  })
+
+  it('MOAT_API_RATE_PER_MINUTE=0 and MOAT_PORTAL_ORIGIN with a path', () => {
+    expect(
+      configError({ MOAT_API_RATE_PER_MINUTE: '0', MOAT_PORTAL_ORIGIN: 'https://portal.example.net/app' })
+        .message,
+    ).toBe(
+      'invalid configuration:\n' +
+        '  MOAT_API_RATE_PER_MINUTE="0": expected a number above 0\n' +
+        '  MOAT_PORTAL_ORIGIN="https://portal.example.net/app": expected an origin: scheme and host, no path, e.g. https://portal.example.com',
     )
   })
 

@@ -363,3 +363,24 @@ export const apiKeys = pgTable(
   },
   (t) => [uniqueIndex('api_keys_key_hash').on(t.keyHash), index('api_keys_tenant').on(t.tenantId)],
 )
+
+/**
+ * An `Idempotency-Key` the API has seen, per tenant: the request's fingerprint (method, path,
+ * body) and, once answered, the answer to replay. `status` is null while the first request runs.
+ * Rows older than 24 hours no longer count and are deleted as the tenant sends new keys.
+ */
+export const apiIdempotency = pgTable(
+  'api_idempotency',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    key: text('key').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    status: integer('status'),
+    contentType: text('content_type'),
+    body: text('body'),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.key] }), index('api_idempotency_created').on(t.createdAt)],
+)

@@ -3,11 +3,14 @@ import type { Config } from '@moat/config'
 import type { DnsResolver } from '@moat/core'
 import type { Executor } from '@moat/db'
 import type { Logger } from '@moat/log'
+import { cors } from 'hono/cors'
 import { requestId } from 'hono/request-id'
 import { type ApiEnv, authenticate, SESSION_COOKIE } from './auth'
 import { docsPage } from './docs'
 import type { MailDeps } from './feedback'
-import { problem, sendProblem, toProblem, validationProblem } from './problems'
+import { IDEMPOTENCY_HEADER, idempotent } from './idempotency'
+import { ApiProblem, problem, sendProblem, toProblem, validationProblem } from './problems'
+import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
 import { registerAudit } from './routes/audit'
@@ -24,6 +27,10 @@ export interface ApiDeps {
   log?: Logger | undefined
   /** the raw messages, the spam model and the deliver queue: quarantine and feedback need them */
   mail?: MailDeps | undefined
+  /** in-memory, per-process budgets for sign-ins and API keys */
+  limits?: RateLimits | undefined
+  /** the portal's origin: the only one CORS lets in, with credentials; unset: no CORS headers */
+  portalOrigin?: string | undefined
 }
 
 export type Api = OpenAPIHono<ApiEnv>
@@ -45,6 +52,18 @@ export function createApi(deps: ApiDeps): Api {
       if (!result.success) return sendProblem(c, validationProblem(result.error, result.target))
     },
   })
+  if (deps.portalOrigin) {
+    app.use(
+      cors({
+        origin: deps.portalOrigin,
+        credentials: true,
+        allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        allowHeaders: ['Content-Type', 'Authorization', IDEMPOTENCY_HEADER],
+        exposeHeaders: ['Retry-After', 'Idempotent-Replayed'],
+        maxAge: 600,
+      }),
+    )
+  }
   app.use(requestId())
   app.use(async (c, next) => {
     const started = performance.now()
@@ -63,12 +82,16 @@ export function createApi(deps: ApiDeps): Api {
   app.onError((err, c) => {
     const p = toProblem(err)
     if (p.status >= 500) deps.log?.error({ err, requestId: c.var.requestId }, 'request failed')
+    if (err instanceof ApiProblem)
+      for (const [name, value] of Object.entries(err.headers)) c.header(name, value)
     return sendProblem(c, p)
   })
   app.notFound((c) => sendProblem(c, problem(404, `no such endpoint: ${c.req.method} ${c.req.path}`)))
 
-  app.use('/v1/*', authenticate(deps.db))
-  registerAccounts(app, deps)
+  const limiters = createLimiters(deps.limits)
+  app.use('/v1/*', authenticate(deps.db, limiters.apiKey))
+  for (const path of ['/v1/domains', '/v1/api-keys', '/v1/lists']) app.use(path, idempotent(deps.db))
+  registerAccounts(app, deps, limiters)
   registerApiKeys(app, deps)
   registerDomains(app, deps)
   registerPolicies(app, deps)

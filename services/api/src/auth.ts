@@ -3,6 +3,7 @@ import type { Executor } from '@moat/db'
 import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
 import { ApiProblem } from './problems'
+import type { RateLimiter } from './rate-limit'
 
 export const SESSION_COOKIE = 'moat_session'
 
@@ -13,9 +14,10 @@ export const PUBLIC_OPERATIONS = new Set(['POST /v1/signup', 'POST /v1/login'])
 
 /**
  * Puts the caller (`{ tenantId, userId | keyId, role }`) on the context, from
- * `Authorization: Bearer <key>` or the session cookie; 401 otherwise.
+ * `Authorization: Bearer <key>` or the session cookie; 401 otherwise. Each API key has its own
+ * budget of requests per minute (429 with `Retry-After` beyond it).
  */
-export function authenticate(db: Executor): MiddlewareHandler<ApiEnv> {
+export function authenticate(db: Executor, perKey?: RateLimiter): MiddlewareHandler<ApiEnv> {
   return async (c, next) => {
     if (PUBLIC_OPERATIONS.has(`${c.req.method} ${c.req.path}`)) return next()
     const bearer = /^Bearer (\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1]
@@ -33,6 +35,7 @@ export function authenticate(db: Executor): MiddlewareHandler<ApiEnv> {
           : 'send an API key (Authorization: Bearer moat_live_…) or sign in first',
       )
     }
+    if (principal.keyId) perKey?.hit(principal.keyId, 'this API key has sent too many requests')
     c.set('principal', principal)
     await next()
   }

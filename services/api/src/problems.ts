@@ -30,15 +30,18 @@ const TITLES: Record<number, [slug: string, title: string]> = {
   409: ['conflict', 'Conflict'],
   415: ['unsupported-media-type', 'Unsupported media type'],
   422: ['invalid', 'Invalid'],
+  429: ['rate-limited', 'Too many requests'],
   500: ['internal', 'Internal error'],
 }
 
-/** Thrown by handlers for answers that are not domain errors: 401, 403. */
+/** Thrown by handlers for answers that are not domain errors: 401, 403, 429. */
 export class ApiProblem extends Error {
   constructor(
     readonly status: ContentfulStatusCode,
     detail: string,
     readonly slug = TITLES[status]?.[0] ?? 'error',
+    /** response headers to send with the problem, e.g. `Retry-After` */
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail)
   }

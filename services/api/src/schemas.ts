@@ -41,3 +41,12 @@ export function iso(date: Date | null): string | null {
 }
 
 export const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } })
+
+/** The optional `Idempotency-Key` of a POST that creates something (see `idempotent()`). */
+export const IdempotencyHeaders = z.object({
+  'idempotency-key': z.string().min(1).max(255).optional().openapi({
+    description:
+      'any unique string (a UUID): a retry with the same key within 24 hours gets the first answer, status and body, and creates nothing; the same key with another body is 422 `idempotency-key-reused`',
+    example: '4f9c2a51-7e0b-4d1a-9a8e-2c5b7f3e1d60',
+  }),
+})

@@ -6,6 +6,7 @@ import type { Executor } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { createApi } from './app'
 import type { MailDeps } from './feedback'
+import type { RateLimits } from './rate-limit'
 
 export interface ApiServer {
   port: number
@@ -19,9 +20,19 @@ export async function startApi(options: {
   db: Executor
   log?: Logger
   mail?: MailDeps
+  /** overrides the sign-in budgets (tests); the per-key one comes from MOAT_API_RATE_PER_MINUTE */
+  limits?: Omit<RateLimits, 'apiPerMinute'>
 }): Promise<ApiServer> {
   const { config, db, log, mail } = options
-  const app = createApi({ db, config, resolver: createResolver(config.dnsServers), log, mail })
+  const app = createApi({
+    db,
+    config,
+    resolver: createResolver(config.dnsServers),
+    log,
+    mail,
+    limits: { ...options.limits, apiPerMinute: config.api.ratePerMinute },
+    portalOrigin: config.api.portalOrigin,
+  })
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, () => resolve(s))
     s.once('error', reject)

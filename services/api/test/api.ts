@@ -20,6 +20,7 @@ import { eq } from 'drizzle-orm'
 import { createTestDatabase, type TestDatabase } from '../../../packages/testkit/src/database'
 import { startDnsServer, type TestDnsServer } from '../../../packages/testkit/src/peers'
 import { type ApiServer, lazy, startApi } from '../src/index'
+import type { RateLimits } from '../src/rate-limit'
 
 export const MX_HOSTS = ['mx1.moat.test', 'mx2.moat.test']
 
@@ -31,7 +32,7 @@ export interface TestApi {
   call(
     method: string,
     path: string,
-    options?: { key?: string; cookie?: string; body?: unknown },
+    options?: { key?: string; cookie?: string; body?: unknown; headers?: Record<string, string> },
     // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, which the assertions check
   ): Promise<{ status: number; headers: Headers; body: any }>
   /** signs up a tenant and gives its owner's session cookie and an admin API key */
@@ -62,7 +63,9 @@ export interface TestApi {
  * The API on a real HTTP server (port 0) over a fresh database (PGlite, or PostgreSQL at
  * DATABASE_URL), with a DNS server on loopback for domain verification.
  */
-export async function startTestApi(): Promise<TestApi> {
+export async function startTestApi(
+  options: { limits?: RateLimits; portalOrigin?: string } = {},
+): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
   await runMigrations(testDb.url)
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-api-'))
@@ -72,13 +75,23 @@ export async function startTestApi(): Promise<TestApi> {
   const deliverQueue = new PostgresQueue<DeliverJob>(database.db, 'deliver')
   const modelFile = process.env.MOAT_TEST_SPAM_MODEL ?? path.join(dataDir, 'spam-model.bin')
   const server: ApiServer = await startApi({
-    config: { api: { host: '127.0.0.1', port: 0 }, mxHosts: MX_HOSTS, dnsServers: [dns.address] },
+    config: {
+      api: {
+        host: '127.0.0.1',
+        port: 0,
+        ratePerMinute: options.limits?.apiPerMinute ?? 600,
+        portalOrigin: options.portalOrigin,
+      },
+      mxHosts: MX_HOSTS,
+      dnsServers: [dns.address],
+    },
+    limits: options.limits,
     db: database.db,
     mail: { store, deliverQueue, model: lazy(async () => loadOrBuildModel(modelFile)) },
   })
 
   const call: TestApi['call'] = async (method, p, options = {}) => {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { ...options.headers }
     if (options.key) headers.authorization = `Bearer ${options.key}`
     if (options.cookie) headers.cookie = options.cookie
     if (options.body !== undefined) headers['content-type'] = 'application/json'

@@ -1,9 +1,12 @@
+import { getConnInfo } from '@hono/node-server/conninfo'
 import { createRoute, z } from '@hono/zod-openapi'
 import { login, logout, ROLES, signup } from '@moat/core'
+import type { Context } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 import type { Api, ApiDeps } from '../app'
 import { SESSION_COOKIE } from '../auth'
 import { ApiProblem, problemResponses } from '../problems'
+import type { Limiters } from '../rate-limit'
 import { iso, json, Timestamp } from '../schemas'
 
 const Credentials = z.object({
@@ -53,7 +56,7 @@ const loginRoute = createRoute({
       description: `signed in; the \`${SESSION_COOKIE}\` cookie carries the session`,
       ...json(z.object({ user: User, expiresAt: Timestamp })),
     },
-    ...problemResponses(400, 401),
+    ...problemResponses(400, 401, 429),
   },
 })
 
@@ -72,14 +75,30 @@ const userOut = (u: UserRow) => ({
   createdAt: iso(u.createdAt),
 })
 
-export function registerAccounts(app: Api, { db }: ApiDeps): void {
+/** The peer's address; behind a proxy that is the proxy's, so put the limit there too. */
+function clientIp(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? 'unknown'
+  } catch {
+    return 'unknown' // not on @hono/node-server (app.request in a test)
+  }
+}
+
+export function registerAccounts(app: Api, { db }: ApiDeps, limiters: Limiters): void {
   app.openapi(signupRoute, async (c) => {
     const { tenant, user } = await signup(db, c.req.valid('json'))
     return c.json({ tenant: { id: tenant.id, name: tenant.name }, user: userOut(user) }, 201)
   })
 
   app.openapi(loginRoute, async (c) => {
-    const session = await login(db, c.req.valid('json'))
+    const credentials = c.req.valid('json')
+    // every attempt counts, a successful one too, and none resets a counter
+    limiters.loginEmail.hit(
+      credentials.email.trim().toLowerCase(),
+      'too many sign-in attempts for this e-mail address',
+    )
+    limiters.loginIp.hit(clientIp(c), 'too many sign-in attempts from this address')
+    const session = await login(db, credentials)
     if (!session) throw new ApiProblem(401, 'wrong e-mail address or password')
     setCookie(c, SESSION_COOKIE, session.token, {
       httpOnly: true,

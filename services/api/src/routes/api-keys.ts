@@ -3,7 +3,7 @@ import { createApiKey, listApiKeys, revokeApiKey } from '@moat/core'
 import type { Api, ApiDeps } from '../app'
 import { caller } from '../auth'
 import { problemResponses } from '../problems'
-import { IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
+import { IdempotencyHeaders, IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
 
 const ApiKey = z
   .object({
@@ -25,6 +25,7 @@ const createKeyRoute = createRoute({
   tags: ['api keys'],
   summary: 'Create an API key (the key is shown only in this answer)',
   request: {
+    headers: IdempotencyHeaders,
     body: {
       required: true,
       ...json(
@@ -42,7 +43,7 @@ const createKeyRoute = createRoute({
       description: 'the key: store it now, Moat keeps only its hash',
       ...json(z.object({ key: z.string().openapi({ example: 'moat_live_Ab3dE9xQ…' }), apiKey: ApiKey })),
     },
-    ...problemResponses(400, 401, 403),
+    ...problemResponses(400, 401, 403, 409, 422),
   },
 })
 

@@ -13,7 +13,7 @@ import {
 import type { Api, ApiDeps } from '../app'
 import { caller } from '../auth'
 import { problemResponses } from '../problems'
-import { IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
+import { IdempotencyHeaders, IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
 
 const DomainSchema = z
   .object({
@@ -65,6 +65,7 @@ const routes = {
     tags: ['domains'],
     summary: 'Add a domain, pending verification',
     request: {
+      headers: IdempotencyHeaders,
       body: {
         required: true,
         ...json(z.object({ name: z.string().openapi({ example: 'example.com' }) }).openapi('NewDomain')),

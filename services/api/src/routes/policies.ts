@@ -11,7 +11,7 @@ import {
 import type { Api, ApiDeps } from '../app'
 import { caller } from '../auth'
 import { problemResponses } from '../problems'
-import { IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
+import { IdempotencyHeaders, IdParam, iso, json, PageQuery, page, pageOf, Timestamp } from '../schemas'
 
 const threshold = z.number().min(-100).max(1000).nullable()
 const Settings = z
@@ -97,6 +97,7 @@ const routes = {
     tags: ['policies'],
     summary: 'Allow or block a sender address, a sender domain or a client IP/CIDR',
     request: {
+      headers: IdempotencyHeaders,
       body: {
         required: true,
         ...json(
