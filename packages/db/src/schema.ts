@@ -19,8 +19,17 @@ const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull(
 export const tenants = pgTable('tenants', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
-  /** `active` or `suspended`; a suspended tenant's mail is refused at RCPT time. */
+  /**
+   * `active` or `suspended`. A suspended tenant's mail is still accepted, scanned and queued, but
+   * not delivered until it is resumed; its outbound submission is refused with a 4xx.
+   */
   status: text('status').notNull().default('active'),
+  /** why it is suspended: `operator` or `billing`; each lifts only its own */
+  suspendedReason: text('suspended_reason'),
+  suspendedNote: text('suspended_note'),
+  suspendedAt: timestamp('suspended_at', { withTimezone: true }),
+  /** the last resumption: the delivery give-up clock of mail held while suspended restarts here */
+  resumedAt: timestamp('resumed_at', { withTimezone: true }),
   /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
   spamModelVersion: integer('spam_model_version').notNull().default(0),
   createdAt: createdAt(),
@@ -188,6 +197,8 @@ export const auditLog = pgTable(
     action: text('action').notNull(),
     target: text('target').notNull(),
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    /** where the change came from: the API client's IP address, `cli`, or `system` for background jobs */
+    source: text('source'),
   },
   (t) => [index('audit_log_tenant').on(t.tenantId, t.at)],
 )
