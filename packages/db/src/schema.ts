@@ -56,6 +56,8 @@ export const domains = pgTable(
     mxPointsAtMoat: boolean('mx_points_at_moat'),
     lastCheckAt: timestamp('last_check_at', { withTimezone: true }),
     lastCheckResult: text('last_check_result'),
+    /** since when an active domain's MX records no longer name Moat (reported, cleared when they do again) */
+    mxDriftAt: timestamp('mx_drift_at', { withTimezone: true }),
     createdAt: createdAt(),
   },
   (t) => [
@@ -80,6 +82,10 @@ export const routes = pgTable(
     host: text('host').notNull(),
     port: integer('port').notNull().default(25),
     priority: integer('priority').notNull().default(10),
+    /** `opportunistic` (STARTTLS when offered) or `required` (no delivery without STARTTLS) */
+    tls: text('tls').notNull().default('opportunistic'),
+    /** set: this destination is only for this one recipient address, instead of the domain's others */
+    recipient: text('recipient'),
     createdAt: createdAt(),
   },
   (t) => [index('routes_domain').on(t.domainId)],
@@ -331,6 +337,29 @@ export const users = pgTable(
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('users_email').on(t.email), index('users_tenant').on(t.tenantId)],
+)
+
+/**
+ * An invitation to join a tenant with a role. The token goes to the invitee once (in the API's
+ * answer, for the inviter to pass on); only its SHA-256 is kept. Accepting creates the user.
+ */
+export const invitations = pgTable(
+  'invitations',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    email: text('email').notNull(),
+    role: text('role').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    invitedBy: text('invited_by').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    acceptedAt: timestamp('accepted_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('invitations_token_hash').on(t.tokenHash), index('invitations_tenant').on(t.tenantId)],
 )
 
 /** A signed-in user's session; only the SHA-256 of the cookie's token is stored. */
