@@ -163,7 +163,9 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
       { id: objectOf['/v1/users'], email: 'second@alpha.test', role: 'admin' },
     ])
     const invitations = await api.call('GET', '/v1/invitations', { key: a.key })
-    expect(invitations.body.items).toMatchObject([{ id: objectOf['/v1/invitations'], email: 'third@alpha.test' }])
+    expect(invitations.body.items).toMatchObject([
+      { id: objectOf['/v1/invitations'], email: 'third@alpha.test' },
+    ])
     const log = await api.call('GET', `/v1/messages/${objectOf['/v1/messages']}`, { key: a.key })
     expect(log.body.events).toMatchObject([{ kind: 'scanned' }])
   })
