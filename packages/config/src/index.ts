@@ -108,6 +108,19 @@ const schema = z.object({
 
   MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
   MOAT_QUEUE_POLL_MS: positiveInt.default(250),
+  MOAT_QUEUE: z.enum(['postgres', 'sqs'], { error: 'expected postgres or sqs' }).default('postgres'),
+  MOAT_SQS_QUEUE_URL_PREFIX: z
+    .url({ error: 'expected a URL, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-' })
+    .optional(),
+  MOAT_SQS_REGION: z.string().min(1).default('us-east-1'),
+  MOAT_SQS_ENDPOINT: z.url({ error: 'expected a URL, e.g. http://127.0.0.1:4566' }).optional(),
+  MOAT_SQS_CREATE_QUEUES: bool.default(false),
+  AWS_ACCESS_KEY_ID: z.string().optional(),
+  AWS_SECRET_ACCESS_KEY: z.string().optional(),
+
+  MOAT_METRICS_HOST: z.string().default('127.0.0.1'),
+  MOAT_METRICS_PORT: port.default(9464),
+  MOAT_SHUTDOWN_SECONDS: positiveInt.default(30),
 
   MOAT_API_HOST: z.string().default('127.0.0.1'),
   MOAT_API_PORT: port.default(8025),
@@ -172,7 +185,25 @@ export type Config = {
     /** how often mail held for a suspended tenant looks again whether the tenant was resumed */
     suspendedRecheckSeconds: number
   }
-  queue: { maxReceives: number; pollMs: number }
+  queue: {
+    maxReceives: number
+    pollMs: number
+    kind: 'postgres' | 'sqs'
+    /** with `kind: 'sqs'`: queue `scan` is at `${queueUrlPrefix}scan`, its dead-letter queue at `…scan-dead` */
+    sqs: {
+      queueUrlPrefix: string
+      region: string
+      endpoint: string | undefined
+      /** create the queues and dead-letter queues at start (emulators, development) */
+      createQueues: boolean
+      /** static credentials; unset: the AWS SDK's default chain (web identity, instance role) */
+      credentials: { accessKeyId: string; secretAccessKey: string } | undefined
+    }
+  }
+  /** the health, readiness and metrics listener of each process */
+  metrics: { host: string; port: number }
+  /** how long a graceful stop may take before what is left is abandoned (and comes back) */
+  shutdownMs: number
   /** the REST API's listener */
   api: {
     host: string
@@ -221,6 +252,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       '  MOAT_TLS_CERT and MOAT_TLS_KEY: set both (paths to a PEM certificate and its key) or neither',
     )
   }
+  if (present.MOAT_QUEUE === 'sqs' && !present.MOAT_SQS_QUEUE_URL_PREFIX) {
+    lines.push(
+      '  MOAT_SQS_QUEUE_URL_PREFIX: required when MOAT_QUEUE=sqs (e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-)',
+    )
+  }
+  if (Boolean(present.AWS_ACCESS_KEY_ID) !== Boolean(present.AWS_SECRET_ACCESS_KEY)) {
+    lines.push(
+      '  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK default chain)',
+    )
+  }
   if (!parsed.success || lines.length) throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
   const e = parsed.data
   const clamdUrl = e.MOAT_CLAMD.startsWith('tcp://') ? new URL(e.MOAT_CLAMD) : undefined
@@ -266,7 +307,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
       suspendedRecheckSeconds: e.MOAT_SUSPENDED_RECHECK_SECONDS,
     },
-    queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
+    queue: {
+      maxReceives: e.MOAT_QUEUE_MAX_RECEIVES,
+      pollMs: e.MOAT_QUEUE_POLL_MS,
+      kind: e.MOAT_QUEUE,
+      sqs: {
+        queueUrlPrefix: e.MOAT_SQS_QUEUE_URL_PREFIX ?? '',
+        region: e.MOAT_SQS_REGION,
+        endpoint: e.MOAT_SQS_ENDPOINT,
+        createQueues: e.MOAT_SQS_CREATE_QUEUES,
+        credentials:
+          e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+            ? { accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY }
+            : undefined,
+      },
+    },
+    metrics: { host: e.MOAT_METRICS_HOST, port: e.MOAT_METRICS_PORT },
+    shutdownMs: e.MOAT_SHUTDOWN_SECONDS * 1000,
     api: {
       host: e.MOAT_API_HOST,
       port: e.MOAT_API_PORT,

@@ -51,8 +51,28 @@ describe('loadConfig defaults', () => {
       authservId: os.hostname(),
       dnsblZones: [],
     })
-    expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025, ratePerMinute: 600, portalOrigin: undefined })
+    expect(config.queue).toEqual({
+      maxReceives: 10,
+      pollMs: 250,
+      kind: 'postgres',
+      sqs: {
+        queueUrlPrefix: '',
+        region: 'us-east-1',
+        endpoint: undefined,
+        createQueues: false,
+        credentials: undefined,
+      },
+    })
+    expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9464 })
+    expect(config.shutdownMs).toBe(30_000)
+    expect(config.api).toEqual({
+      host: '127.0.0.1',
+      port: 8025,
+      ratePerMinute: 600,
+      portalOrigin: undefined,
+      adminToken: undefined,
+      domainRecheckSeconds: 21_600,
+    })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
@@ -118,6 +138,19 @@ describe('loadConfig overrides', () => {
       MOAT_RETRY_GIVE_UP_SECONDS: '86400',
       MOAT_QUEUE_MAX_RECEIVES: '3',
       MOAT_QUEUE_POLL_MS: '50',
+      MOAT_QUEUE: 'sqs',
+      MOAT_SQS_QUEUE_URL_PREFIX: 'https://sqs.eu-west-1.amazonaws.com/123456789012/moat-',
+      MOAT_SQS_REGION: 'eu-west-1',
+      MOAT_SQS_ENDPOINT: 'http://127.0.0.1:4566',
+      MOAT_SQS_CREATE_QUEUES: '1',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      MOAT_METRICS_HOST: '0.0.0.0',
+      MOAT_METRICS_PORT: '9100',
+      MOAT_SHUTDOWN_SECONDS: '10',
+      MOAT_SUSPENDED_RECHECK_SECONDS: '30',
+      MOAT_ADMIN_TOKEN: 'an-operator-token-of-24-chars',
+      MOAT_DOMAIN_RECHECK_SECONDS: '600',
       MOAT_API_HOST: '0.0.0.0',
       MOAT_API_PORT: '8080',
       MOAT_API_RATE_PER_MINUTE: '120',
@@ -168,9 +201,30 @@ describe('loadConfig overrides', () => {
         retryFirstSeconds: 30,
         retryMaxSeconds: 7200,
         giveUpSeconds: 86_400,
+        suspendedRecheckSeconds: 30,
       },
-      queue: { maxReceives: 3, pollMs: 50 },
-      api: { host: '0.0.0.0', port: 8080, ratePerMinute: 120, portalOrigin: 'https://portal.example.net' },
+      queue: {
+        maxReceives: 3,
+        pollMs: 50,
+        kind: 'sqs',
+        sqs: {
+          queueUrlPrefix: 'https://sqs.eu-west-1.amazonaws.com/123456789012/moat-',
+          region: 'eu-west-1',
+          endpoint: 'http://127.0.0.1:4566',
+          createQueues: true,
+          credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+        },
+      },
+      metrics: { host: '0.0.0.0', port: 9100 },
+      shutdownMs: 10_000,
+      api: {
+        host: '0.0.0.0',
+        port: 8080,
+        ratePerMinute: 120,
+        portalOrigin: 'https://portal.example.net',
+        adminToken: 'an-operator-token-of-24-chars',
+        domainRecheckSeconds: 600,
+      },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
@@ -300,5 +354,25 @@ describe('loadConfig errors name the variable, its value and what it expects', (
 
   it('ignores variables it does not know', () => {
     expect(loadConfig({ MOAT_SMTP_PORTT: 'abc', PATH: '/usr/bin', HOME: '/root' }).smtp.port).toBe(2525)
+  })
+})
+
+describe('loadConfig: the SQS queue', () => {
+  it('MOAT_QUEUE=sqs needs MOAT_SQS_QUEUE_URL_PREFIX', () => {
+    expect(configError({ MOAT_QUEUE: 'sqs' }).message).toBe(
+      'invalid configuration:\n  MOAT_SQS_QUEUE_URL_PREFIX: required when MOAT_QUEUE=sqs (e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-)',
+    )
+  })
+
+  it('MOAT_QUEUE=kafka and a prefix that is not a URL', () => {
+    expect(configError({ MOAT_QUEUE: 'kafka', MOAT_SQS_QUEUE_URL_PREFIX: 'moat-' }).message).toBe(
+      'invalid configuration:\n  MOAT_QUEUE="kafka": expected postgres or sqs\n  MOAT_SQS_QUEUE_URL_PREFIX="moat-": expected a URL, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-',
+    )
+  })
+
+  it('static AWS credentials come in pairs', () => {
+    expect(configError({ AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE' }).message).toBe(
+      'invalid configuration:\n  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK default chain)',
+    )
   })
 })

@@ -231,6 +231,31 @@ export const queueJobs = pgTable(
   ],
 )
 
+/**
+ * The transactional outbox of a queue that cannot join a database transaction (SQS). A job sent
+ * (or a job deleted) inside a transaction is written here in that transaction; the outbox relay
+ * carries committed rows to the queue and then removes them. A relay that dies mid-way leaves its
+ * claimed rows to be taken again after `claimed_until`: a row may reach the queue twice, never
+ * zero times, so consumers stay idempotent.
+ */
+export const queueOutbox = pgTable(
+  'queue_outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    queue: text('queue').notNull(),
+    /** `send` (body, delay) or `delete` (receipt) */
+    op: text('op').notNull(),
+    body: jsonb('body'),
+    delaySeconds: integer('delay_seconds').notNull().default(0),
+    receipt: text('receipt'),
+    createdAt: createdAt(),
+    /** a relay holds the row until then; null: free to take */
+    claimedUntil: timestamp('claimed_until', { withTimezone: true }),
+    attempts: integer('attempts').notNull().default(0),
+  },
+  (t) => [index('queue_outbox_claimable').on(t.claimedUntil, t.id)],
+)
+
 /** What delivery changes in a message's header: added fields, forged results removed, subject prefix. */
 export interface HeaderRewrite {
   /** complete header fields (folded, no trailing CRLF), added at the top */

@@ -43,6 +43,7 @@ queueContract(
       transaction: async (fn) => {
         await pg.a.db.transaction(fn)
       },
+      detectsStaleReceipts: true,
       close: () => pg.close(),
     }
   },
