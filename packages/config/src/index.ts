@@ -104,6 +104,7 @@ const schema = z.object({
   MOAT_RETRY_FIRST_SECONDS: positiveInt.default(60),
   MOAT_RETRY_MAX_SECONDS: positiveInt.default(3600),
   MOAT_RETRY_GIVE_UP_SECONDS: positiveInt.default(5 * 24 * 3600),
+  MOAT_SUSPENDED_RECHECK_SECONDS: positiveInt.default(60),
 
   MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
   MOAT_QUEUE_POLL_MS: positiveInt.default(250),
@@ -186,6 +187,8 @@ export type Config = {
     retryFirstSeconds: number
     retryMaxSeconds: number
     giveUpSeconds: number
+    /** how often mail held for a suspended tenant looks again whether the tenant was resumed */
+    suspendedRecheckSeconds: number
   }
   queue: { maxReceives: number; pollMs: number }
   /** the REST API's listener */
@@ -298,6 +301,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       retryFirstSeconds: e.MOAT_RETRY_FIRST_SECONDS,
       retryMaxSeconds: e.MOAT_RETRY_MAX_SECONDS,
       giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
+      suspendedRecheckSeconds: e.MOAT_SUSPENDED_RECHECK_SECONDS,
     },
     queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
     api: {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { auditLog, domains, type Executor, newId, tenants } from '@moat/db'
+import { domains, type Executor, newId, tenants } from '@moat/db'
 import { and, asc, eq, gt, inArray, isNotNull, ne } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import type { DnsResolver } from './dns'
 import { MoatError } from './errors'
 import { findTenant } from './tenants'
@@ -67,7 +68,7 @@ export async function addDomain(
       })
       .returning()
     if (!domain) throw new Error('insert returned no domain')
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: tenant.id,
       actor: input.actor,
       action: 'domain.add',
@@ -174,7 +175,7 @@ export async function verifyDomain(
       .returning()
     if (!row) throw new Error('domain disappeared during verification')
     if (byOperator) {
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: row.tenantId,
         actor: input.actor,
         action: 'domain.force_verify',
@@ -182,7 +183,7 @@ export async function verifyDomain(
         detail: { name, txtFound: txt.values, reason: 'operator override' },
       })
     } else if (verified && !target.domain.verifiedAt) {
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: row.tenantId,
         actor: input.actor,
         action: 'domain.verify',
@@ -256,7 +257,6 @@ export async function findAcceptingDomain(
         eq(domains.name, normalizeDomain(name)),
         inArray(domains.status, [...ACCEPTING_STATUSES]),
         isNotNull(domains.verifiedAt),
-        eq(tenants.status, 'active'),
       ),
     )
   return row

@@ -1,5 +1,6 @@
-import { auditLog, type Executor, newId, routes } from '@moat/db'
+import { type Executor, newId, routes } from '@moat/db'
 import { asc, eq } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import { type Domain, findDomain, getDomain } from './domains'
 import { MoatError } from './errors'
 
@@ -73,7 +74,7 @@ async function replaceRoutes(
       })),
     )
     .returning()
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId: domain.tenantId,
     actor: input.actor,
     action: 'route.set',
