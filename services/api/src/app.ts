@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
+import type { BillingDeps } from '@moat/billing'
 import type { Config } from '@moat/config'
 import type { DnsResolver } from '@moat/core'
 import type { Executor } from '@moat/db'
@@ -14,6 +15,7 @@ import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
 import { registerAudit } from './routes/audit'
+import { registerBilling } from './routes/billing'
 import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
 import { registerPolicies } from './routes/policies'
@@ -31,6 +33,8 @@ export interface ApiDeps {
   limits?: RateLimits | undefined
   /** the portal's origin: the only one CORS lets in, with credentials; unset: no CORS headers */
   portalOrigin?: string | undefined
+  /** Stripe (undefined: local metering only) and the grace period after a failed payment */
+  billing?: Pick<BillingDeps, 'stripe' | 'graceDays' | 'portalReturnUrl'> | undefined
 }
 
 export type Api = OpenAPIHono<ApiEnv>
@@ -98,6 +102,7 @@ export function createApi(deps: ApiDeps): Api {
   registerMessages(app, deps)
   registerQuarantine(app, deps)
   registerAudit(app, deps)
+  registerBilling(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
   app.openAPIRegistry.registerComponent('securitySchemes', 'session', {

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
+import { billingDeps } from '@moat/billing'
 import type { Config } from '@moat/config'
 import { createResolver } from '@moat/core'
 import type { Executor } from '@moat/db'
@@ -16,7 +17,7 @@ export interface ApiServer {
 
 /** Serves the API on `MOAT_API_HOST:MOAT_API_PORT` (port 0: any free port). */
 export async function startApi(options: {
-  config: Pick<Config, 'api' | 'mxHosts' | 'dnsServers'>
+  config: Pick<Config, 'api' | 'mxHosts' | 'dnsServers'> & Partial<Pick<Config, 'billing'>>
   db: Executor
   log?: Logger
   mail?: MailDeps
@@ -32,6 +33,7 @@ export async function startApi(options: {
     mail,
     limits: { ...options.limits, apiPerMinute: config.api.ratePerMinute },
     portalOrigin: config.api.portalOrigin,
+    billing: config.billing ? billingDeps({ billing: config.billing }, db, log) : undefined,
   })
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, () => resolve(s))

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { LocalObjectStore } from '@moat/blobstore'
+import type { Config } from '@moat/config'
 import type { DeliverJob } from '@moat/core'
 import {
   type Database,
@@ -64,7 +65,7 @@ export interface TestApi {
  * DATABASE_URL), with a DNS server on loopback for domain verification.
  */
 export async function startTestApi(
-  options: { limits?: RateLimits; portalOrigin?: string } = {},
+  options: { limits?: RateLimits; portalOrigin?: string; billing?: Config['billing'] } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
   await runMigrations(testDb.url)
@@ -84,6 +85,7 @@ export async function startTestApi(
       },
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
+      ...(options.billing ? { billing: options.billing } : {}),
     },
     limits: options.limits,
     db: database.db,

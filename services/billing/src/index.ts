@@ -17,6 +17,12 @@ export { type BillingHold, billingHold, enforceTenant, tenantsToEnforce } from '
 export { type InvoiceLine, type InvoicePreview, invoicePreview, type PricedPlan, tierAmount, validateTiers } from './pricing'
 export { reportIdentifier, reportUsage } from './reporter'
 export { type BillingService, billingDeps, runBillingCycle, startBilling, webhookApp } from './service'
-export { createStripeClient, createStripeGateway, type StripeConfig, type StripeGateway } from './stripe'
+export {
+  createStripeClient,
+  createStripeGateway,
+  type StripeConfig,
+  type StripeGateway,
+  StripeUnavailableError,
+} from './stripe'
 export { applySuspension, BILLING_SUSPENSION } from './suspension'
 export { type EventOutcome, handleStripeEvent } from './webhooks'

@@ -62,8 +62,37 @@ function state(sub: Stripe.Subscription): SubscriptionState {
   return { id: sub.id, status: sub.status, paymentUrl }
 }
 
-export function createStripeGateway(config: StripeConfig, client = createStripeClient(config)): StripeGateway {
+/** Stripe failed or refused a call (after the client's own retries); the message says what Stripe said. */
+export class StripeUnavailableError extends Error {
+  override name = 'StripeUnavailableError'
+}
+
+/** Every call but `constructEvent` throws StripeUnavailableError on failure, so callers need not know Stripe's errors. */
+function wrapped(gateway: StripeGateway): StripeGateway {
+  const wrap =
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await call(...args)
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err)
+        throw new StripeUnavailableError(`Stripe: ${message}`, { cause: err })
+      }
+    }
   return {
+    webhookConfigured: gateway.webhookConfigured,
+    createCustomer: wrap(gateway.createCustomer),
+    createSubscription: wrap(gateway.createSubscription),
+    changeSubscription: wrap(gateway.changeSubscription),
+    cancelSubscription: wrap(gateway.cancelSubscription),
+    reportUsage: wrap(gateway.reportUsage),
+    portalUrl: wrap(gateway.portalUrl),
+    constructEvent: gateway.constructEvent,
+  }
+}
+
+export function createStripeGateway(config: StripeConfig, client = createStripeClient(config)): StripeGateway {
+  return wrapped({
     webhookConfigured: Boolean(config.webhookSecret),
     async createCustomer({ tenantId, name, email }) {
       const customer = await client.customers.create(
@@ -128,5 +157,5 @@ export function createStripeGateway(config: StripeConfig, client = createStripeC
       if (!config.webhookSecret) throw new Error('MOAT_STRIPE_WEBHOOK_SECRET is not set')
       return client.webhooks.constructEvent(payload, signature, config.webhookSecret)
     },
-  }
+  })
 }
