@@ -122,9 +122,15 @@ const schema = z.object({
 
   MOAT_STRIPE_SECRET_KEY: z
     .string()
-    .regex(/^(sk|rk)_(test|live)_\S+$/, 'expected a Stripe secret key, sk_live_… or sk_test_… (or a restricted rk_… key)')
+    .regex(
+      /^(sk|rk)_(test|live)_\S+$/,
+      'expected a Stripe secret key, sk_live_… or sk_test_… (or a restricted rk_… key)',
+    )
     .optional(),
-  MOAT_STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_\S+$/, 'expected a webhook signing secret, whsec_…').optional(),
+  MOAT_STRIPE_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^whsec_\S+$/, 'expected a webhook signing secret, whsec_…')
+    .optional(),
   MOAT_STRIPE_API_URL: z
     .string()
     .regex(/^https?:\/\/[^/\s]+\/?$/, 'expected a base URL with no path, e.g. http://127.0.0.1:12111')
@@ -133,7 +139,9 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,100}$/, 'expected the event name of a Stripe billing meter, e.g. moat_messages')
     .default('moat_messages'),
-  MOAT_STRIPE_PORTAL_RETURN_URL: z.url({ error: 'expected a URL, e.g. https://portal.example.com/billing' }).optional(),
+  MOAT_STRIPE_PORTAL_RETURN_URL: z
+    .url({ error: 'expected a URL, e.g. https://portal.example.com/billing' })
+    .optional(),
   MOAT_BILLING_HOST: z.string().default('127.0.0.1'),
   MOAT_BILLING_PORT: port.default(8026),
   MOAT_BILLING_INTERVAL_SECONDS: positiveInt.default(60),

@@ -272,7 +272,8 @@ describe('loadConfig errors name the variable, its value and what it expects', (
 
   it('MOAT_STRIPE_API_URL with a path, MOAT_BILLING_GRACE_DAYS=-1', () => {
     expect(
-      configError({ MOAT_STRIPE_API_URL: 'https://stripe.internal/v1', MOAT_BILLING_GRACE_DAYS: '-1' }).message,
+      configError({ MOAT_STRIPE_API_URL: 'https://stripe.internal/v1', MOAT_BILLING_GRACE_DAYS: '-1' })
+        .message,
     ).toBe(
       'invalid configuration:\n' +
         '  MOAT_STRIPE_API_URL="https://stripe.internal/v1": expected a base URL with no path, e.g. http://127.0.0.1:12111\n' +

@@ -58,7 +58,8 @@ export async function recordUsage(tx: Executor, event: UsageEvent): Promise<bool
     quarantined: verdictColumn === 'quarantined' ? 1 : 0,
     discarded: verdictColumn === 'discarded' ? 1 : 0,
   }
-  const add = (column: Exclude<keyof typeof row, 'tenantId'>) => sql`${usageCounters[column]} + excluded.${sql.identifier(usageCounters[column].name)}`
+  const add = (column: Exclude<keyof typeof row, 'tenantId'>) =>
+    sql`${usageCounters[column]} + excluded.${sql.identifier(usageCounters[column].name)}`
   // day before month, always in this order, so two transactions never wait on each other in a cycle
   await tx
     .insert(usageCounters)

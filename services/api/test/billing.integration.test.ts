@@ -1,10 +1,10 @@
+import { applySuspension } from '@moat/billing'
 import { loadConfig } from '@moat/config'
 import { recordUsage, utcDay, utcMonth } from '@moat/core'
 import { plans } from '@moat/db'
-import { applySuspension } from '@moat/billing'
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startStripeStandIn, type StripeStandIn } from '../../billing/test/stripe-standin'
+import { type StripeStandIn, startStripeStandIn } from '../../billing/test/stripe-standin'
 import { startTestApi, type TestApi } from './api'
 
 type Tenant = Awaited<ReturnType<TestApi['tenant']>>
@@ -15,7 +15,14 @@ describe('billing API, local metering only (no Stripe key)', () => {
   let b: Tenant
   let seq = 0
   const scanned = async (tenantId: string, verdict: string, at: Date, direction = 'inbound') =>
-    recordUsage(api.database.db, { messageId: `msg_api${++seq}`, tenantId, direction, verdict, size: 2048, at })
+    recordUsage(api.database.db, {
+      messageId: `msg_api${++seq}`,
+      tenantId,
+      direction,
+      verdict,
+      size: 2048,
+      at,
+    })
 
   beforeAll(async () => {
     api = await startTestApi()
@@ -106,10 +113,14 @@ describe('billing API, local metering only (no Stripe key)', () => {
   })
 
   it('refuses a day range that is backwards, too long or not dates, naming the field', async () => {
-    const backwards = await api.call('GET', '/v1/billing/usage/daily?from=2026-02-01&to=2026-01-01', { key: a.key })
+    const backwards = await api.call('GET', '/v1/billing/usage/daily?from=2026-02-01&to=2026-01-01', {
+      key: a.key,
+    })
     expect(backwards.status).toBe(400)
     expect(backwards.body.detail).toBe('query.from (2026-02-01) is after query.to (2026-01-01)')
-    const long = await api.call('GET', '/v1/billing/usage/daily?from=2024-01-01&to=2026-01-01', { key: a.key })
+    const long = await api.call('GET', '/v1/billing/usage/daily?from=2024-01-01&to=2026-01-01', {
+      key: a.key,
+    })
     expect(long.body.detail).toBe('query.from, query.to: at most 366 days at once')
     const bad = await api.call('GET', '/v1/billing/usage/daily?from=yesterday', { key: a.key })
     expect(bad.status).toBe(400)
@@ -121,11 +132,20 @@ describe('billing API, local metering only (no Stripe key)', () => {
     expect(byKey.status).toBe(403)
     expect(byKey.body.detail).toBe('this needs the owner role; you are admin')
 
-    const unknown = await api.call('PUT', '/v1/billing/plan', { cookie: a.cookie, body: { planId: 'platinum' } })
+    const unknown = await api.call('PUT', '/v1/billing/plan', {
+      cookie: a.cookie,
+      body: { planId: 'platinum' },
+    })
     expect(unknown.status).toBe(404)
-    expect(unknown.body).toMatchObject({ detail: 'no plan platinum', hint: 'GET /v1/billing/plans lists the plans to choose from' })
+    expect(unknown.body).toMatchObject({
+      detail: 'no plan platinum',
+      hint: 'GET /v1/billing/plans lists the plans to choose from',
+    })
 
-    const changed = await api.call('PUT', '/v1/billing/plan', { cookie: a.cookie, body: { planId: 'volume' } })
+    const changed = await api.call('PUT', '/v1/billing/plan', {
+      cookie: a.cookie,
+      body: { planId: 'volume' },
+    })
     expect(changed.status).toBe(200)
     expect(changed.body).toMatchObject({ plan: { id: 'volume' }, subscriptionStatus: null, paymentUrl: null })
     const preview = await api.call('GET', '/v1/billing/invoice-preview', { key: a.key })
@@ -144,7 +164,11 @@ describe('billing API, local metering only (no Stripe key)', () => {
   })
 
   it('says why mail is held while billing suspends the tenant', async () => {
-    await applySuspension(api.database.db, b.tenantId, 'the Prepaid plan’s messages for this month are used up')
+    await applySuspension(
+      api.database.db,
+      b.tenantId,
+      'the Prepaid plan’s messages for this month are used up',
+    )
     const res = await api.call('GET', '/v1/billing/plan', { key: b.key })
     expect(res.body.suspension).toEqual({
       reason: 'billing',
@@ -161,7 +185,8 @@ describe('billing API, local metering only (no Stripe key)', () => {
     expect(res.status).toBe(409)
     expect(res.body).toMatchObject({
       type: 'https://moat.dev/problems/conflict',
-      detail: 'billing runs without Stripe on this Moat (local metering only), so there is no customer portal',
+      detail:
+        'billing runs without Stripe on this Moat (local metering only), so there is no customer portal',
     })
   })
 })
@@ -191,10 +216,19 @@ describe('billing API with Stripe (the stand-in in services/billing/test/stripe-
   })
 
   it('a plan change subscribes in Stripe and returns the first invoice’s payment page; the portal link follows', async () => {
-    const res = await api.call('PUT', '/v1/billing/plan', { cookie: owner.cookie, body: { planId: 'volume' } })
+    const res = await api.call('PUT', '/v1/billing/plan', {
+      cookie: owner.cookie,
+      body: { planId: 'volume' },
+    })
     expect(res.status).toBe(200)
-    expect(res.body).toMatchObject({ subscriptionStatus: 'incomplete', paymentUrl: 'https://invoice.stripe.test/pay/1' })
-    expect(standIn.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['POST /v1/customers', 'POST /v1/subscriptions'])
+    expect(res.body).toMatchObject({
+      subscriptionStatus: 'incomplete',
+      paymentUrl: 'https://invoice.stripe.test/pay/1',
+    })
+    expect(standIn.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'POST /v1/customers',
+      'POST /v1/subscriptions',
+    ])
     expect((await api.call('GET', '/v1/billing/plan', { key: owner.key })).body).toMatchObject({
       stripe: true,
       subscriptionStatus: 'incomplete',
@@ -212,7 +246,10 @@ describe('billing API with Stripe (the stand-in in services/billing/test/stripe-
   it('Stripe failing is a 502 that says so, and the plan stays as it was', async () => {
     const other = await api.tenant('unlucky')
     standIn.failNext('/v1/customers', 3)
-    const res = await api.call('PUT', '/v1/billing/plan', { cookie: other.cookie, body: { planId: 'volume' } })
+    const res = await api.call('PUT', '/v1/billing/plan', {
+      cookie: other.cookie,
+      body: { planId: 'volume' },
+    })
     expect(res.status).toBe(502)
     expect(res.body.type).toBe('https://moat.dev/problems/payment-provider-failed')
     expect(res.body.detail).toMatch(/^the payment provider did not accept the request: Stripe: /)

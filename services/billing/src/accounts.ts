@@ -32,11 +32,20 @@ export interface BillingDeps {
 
 /** The plans a tenant can choose, cheapest fee first. */
 export async function listPlans(db: Executor): Promise<Plan[]> {
-  return db.select().from(plans).where(eq(plans.available, true)).orderBy(asc(plans.monthlyFee), asc(plans.id))
+  return db
+    .select()
+    .from(plans)
+    .where(eq(plans.available, true))
+    .orderBy(asc(plans.monthlyFee), asc(plans.id))
 }
 
 async function defaultPlan(db: Executor): Promise<Plan> {
-  const [plan] = await db.select().from(plans).where(eq(plans.isDefault, true)).orderBy(asc(plans.id)).limit(1)
+  const [plan] = await db
+    .select()
+    .from(plans)
+    .where(eq(plans.isDefault, true))
+    .orderBy(asc(plans.id))
+    .limit(1)
   if (!plan) throw new Error('no default plan: the plans table has no row with is_default (see migrations)')
   return plan
 }
@@ -158,8 +167,12 @@ export async function changePlan(
 ): Promise<{ plan: Plan; account: BillingAccount; paymentUrl: string | null }> {
   const { db, stripe } = deps
   const [plan] = await db.select().from(plans).where(eq(plans.id, input.planId))
-  if (!plan || !plan.available) {
-    throw new MoatError('not_found', `no plan ${input.planId}`, 'GET /v1/billing/plans lists the plans to choose from')
+  if (!plan?.available) {
+    throw new MoatError(
+      'not_found',
+      `no plan ${input.planId}`,
+      'GET /v1/billing/plans lists the plans to choose from',
+    )
   }
   const [tenant] = await db.select().from(tenants).where(eq(tenants.id, input.tenantId))
   if (!tenant) throw new MoatError('not_found', `no tenant ${input.tenantId}`)
@@ -182,7 +195,11 @@ export async function changePlan(
           .where(and(eq(users.tenantId, input.tenantId), eq(users.role, 'owner')))
           .orderBy(asc(users.createdAt))
           .limit(1)
-        customerId = await stripe.createCustomer({ tenantId: tenant.id, name: tenant.name, email: owner?.email })
+        customerId = await stripe.createCustomer({
+          tenantId: tenant.id,
+          name: tenant.name,
+          email: owner?.email,
+        })
         // kept at once: a failure below must not lose the customer Stripe now has
         await db
           .insert(billingAccounts)
@@ -227,7 +244,12 @@ export async function changePlan(
       target: tenant.id,
       detail: { from: before.id, to: plan.id, ...(subscription.id ? { subscription: subscription.id } : {}) },
     })
-    await enforceTenant(tx, { tenantId: tenant.id, graceDays: deps.graceDays, now: input.now ?? new Date(), log: deps.log })
+    await enforceTenant(tx, {
+      tenantId: tenant.id,
+      graceDays: deps.graceDays,
+      now: input.now ?? new Date(),
+      log: deps.log,
+    })
     return saved
   })
   deps.log?.info({ tenantId: tenant.id, from: before.id, to: plan.id }, 'plan changed')
@@ -251,5 +273,8 @@ export async function portalLink(deps: BillingDeps, tenantId: string, returnUrl?
       'choose a paid plan first (PUT /v1/billing/plan); that creates the customer',
     )
   }
-  return deps.stripe.portalUrl({ customerId: account.stripeCustomerId, returnUrl: returnUrl ?? deps.portalReturnUrl })
+  return deps.stripe.portalUrl({
+    customerId: account.stripeCustomerId,
+    returnUrl: returnUrl ?? deps.portalReturnUrl,
+  })
 }

@@ -69,7 +69,10 @@ export async function enforceTenant(
   const hold = await billingHold(db, input)
   const change = await applySuspension(db, input.tenantId, hold?.message ?? null)
   if (change !== 'unchanged') {
-    input.log?.warn({ tenantId: input.tenantId, reason: BILLING_SUSPENSION, detail: hold?.message }, `tenant ${change} by billing`)
+    input.log?.warn(
+      { tenantId: input.tenantId, reason: BILLING_SUSPENSION, detail: hold?.message },
+      `tenant ${change} by billing`,
+    )
   }
   return change
 }

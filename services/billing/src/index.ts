@@ -14,7 +14,14 @@ export {
   type UsageTotals,
 } from './accounts'
 export { type BillingHold, billingHold, enforceTenant, tenantsToEnforce } from './enforcement'
-export { type InvoiceLine, type InvoicePreview, invoicePreview, type PricedPlan, tierAmount, validateTiers } from './pricing'
+export {
+  type InvoiceLine,
+  type InvoicePreview,
+  invoicePreview,
+  type PricedPlan,
+  tierAmount,
+  validateTiers,
+} from './pricing'
 export { reportIdentifier, reportUsage } from './reporter'
 export { type BillingService, billingDeps, runBillingCycle, startBilling, webhookApp } from './service'
 export {

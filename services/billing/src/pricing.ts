@@ -50,7 +50,8 @@ export function tierAmount(count: number, unitAmount: number, unitSize: number):
  * ] }, 12500).total // 2900 + 2500 × 80 / 1000 = 3100
  */
 export function invoicePreview(plan: PricedPlan, messages: number): InvoicePreview {
-  if (!Number.isSafeInteger(messages) || messages < 0) throw new RangeError(`not a message count: ${messages}`)
+  if (!Number.isSafeInteger(messages) || messages < 0)
+    throw new RangeError(`not a message count: ${messages}`)
   const lines: InvoiceLine[] = []
   if (plan.monthlyFee > 0) {
     lines.push({
@@ -89,9 +90,12 @@ export function invoicePreview(plan: PricedPlan, messages: number): InvoicePrevi
 export function validateTiers(tiers: PlanTier[]): string | null {
   let last = 0
   for (const [i, tier] of tiers.entries()) {
-    if (!Number.isSafeInteger(tier.unitAmount) || tier.unitAmount < 0) return `tier ${i}: unitAmount must be a whole number ≥ 0`
-    if (!Number.isSafeInteger(tier.unitSize) || tier.unitSize < 1) return `tier ${i}: unitSize must be a whole number ≥ 1`
-    if (tier.upTo === null) return i === tiers.length - 1 ? null : `tier ${i}: only the last tier may be open-ended`
+    if (!Number.isSafeInteger(tier.unitAmount) || tier.unitAmount < 0)
+      return `tier ${i}: unitAmount must be a whole number ≥ 0`
+    if (!Number.isSafeInteger(tier.unitSize) || tier.unitSize < 1)
+      return `tier ${i}: unitSize must be a whole number ≥ 1`
+    if (tier.upTo === null)
+      return i === tiers.length - 1 ? null : `tier ${i}: only the last tier may be open-ended`
     if (!Number.isSafeInteger(tier.upTo) || tier.upTo <= last) return `tier ${i}: upTo must be above ${last}`
     last = tier.upTo
   }

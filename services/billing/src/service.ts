@@ -16,7 +16,9 @@ export function billingDeps(
   config: Pick<Config, 'billing'>,
   db: Executor,
   log?: Logger,
-  stripe: StripeGateway | undefined = config.billing.stripe ? createStripeGateway(config.billing.stripe) : undefined,
+  stripe: StripeGateway | undefined = config.billing.stripe
+    ? createStripeGateway(config.billing.stripe)
+    : undefined,
 ): BillingDeps {
   return {
     db,
@@ -72,14 +74,20 @@ export function webhookApp(deps: BillingDeps): Hono {
     try {
       event = stripe.constructEvent(payload, signature)
     } catch (err) {
-      deps.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'Stripe webhook with a bad signature')
+      deps.log?.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'Stripe webhook with a bad signature',
+      )
       return problem(400, 'the Stripe-Signature header does not match the payload (or is too old)')
     }
     try {
       const outcome = await handleStripeEvent(deps, event)
       return c.json({ received: true, outcome })
     } catch (err) {
-      deps.log?.error({ err, eventId: event.id, type: event.type }, 'Stripe event failed; Stripe will send it again')
+      deps.log?.error(
+        { err, eventId: event.id, type: event.type },
+        'Stripe event failed; Stripe will send it again',
+      )
       return c.json({ received: false }, 500)
     }
   })
@@ -114,7 +122,9 @@ export async function startBilling(options: {
   if (deps.stripe) {
     const app = webhookApp(deps)
     server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, hostname: config.billing.host, port: config.billing.port }, () => resolve(s))
+      const s = serve({ fetch: app.fetch, hostname: config.billing.host, port: config.billing.port }, () =>
+        resolve(s),
+      )
       s.once('error', reject)
     })
     port = (server.address() as AddressInfo).port
@@ -127,7 +137,9 @@ export async function startBilling(options: {
       `billing: Stripe configured; webhooks at POST http://${config.billing.host}:${port}/stripe/webhook`,
     )
   } else {
-    log.info('billing: no MOAT_STRIPE_SECRET_KEY, local metering only: usage is counted and prepaid caps enforced, nothing is sent to Stripe')
+    log.info(
+      'billing: no MOAT_STRIPE_SECRET_KEY, local metering only: usage is counted and prepaid caps enforced, nothing is sent to Stripe',
+    )
   }
 
   let running: Promise<unknown> = Promise.resolve()

@@ -26,10 +26,19 @@ export interface StripeGateway {
     idempotencyKey: string
   }): Promise<SubscriptionState>
   /** replaces the subscription's items by `prices`, prorated */
-  changeSubscription(input: { subscriptionId: string; planId: string; prices: string[] }): Promise<SubscriptionState>
+  changeSubscription(input: {
+    subscriptionId: string
+    planId: string
+    prices: string[]
+  }): Promise<SubscriptionState>
   cancelSubscription(subscriptionId: string): Promise<void>
   /** one meter event; Stripe drops a second event with the same `identifier` */
-  reportUsage(input: { customerId: string; quantity: number; identifier: string; timestamp: Date }): Promise<void>
+  reportUsage(input: {
+    customerId: string
+    quantity: number
+    identifier: string
+    timestamp: Date
+  }): Promise<void>
   /** a Stripe customer portal session's URL */
   portalUrl(input: { customerId: string; returnUrl: string | undefined }): Promise<string>
   /** verifies the `Stripe-Signature` header and parses the event; throws on a bad signature */
@@ -58,7 +67,9 @@ export function createStripeClient(config: StripeConfig): Stripe {
 function state(sub: Stripe.Subscription): SubscriptionState {
   const invoice = sub.latest_invoice
   const paymentUrl =
-    sub.status === 'incomplete' && invoice && typeof invoice !== 'string' ? (invoice.hosted_invoice_url ?? null) : null
+    sub.status === 'incomplete' && invoice && typeof invoice !== 'string'
+      ? (invoice.hosted_invoice_url ?? null)
+      : null
   return { id: sub.id, status: sub.status, paymentUrl }
 }
 
@@ -91,7 +102,10 @@ function wrapped(gateway: StripeGateway): StripeGateway {
   }
 }
 
-export function createStripeGateway(config: StripeConfig, client = createStripeClient(config)): StripeGateway {
+export function createStripeGateway(
+  config: StripeConfig,
+  client = createStripeClient(config),
+): StripeGateway {
   return wrapped({
     webhookConfigured: Boolean(config.webhookSecret),
     async createCustomer({ tenantId, name, email }) {

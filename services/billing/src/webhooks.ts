@@ -59,7 +59,11 @@ async function ensureAccount(tx: Executor, tenantId: string) {
  * in any order: a subscription event older than the last one applied changes nothing, and an
  * invoice once paid stays paid whatever failure event arrives after.
  */
-export async function handleStripeEvent(deps: BillingDeps, event: Stripe.Event, now = new Date()): Promise<EventOutcome> {
+export async function handleStripeEvent(
+  deps: BillingDeps,
+  event: Stripe.Event,
+  now = new Date(),
+): Promise<EventOutcome> {
   if (!HANDLED.has(event.type)) return 'ignored'
   const created = new Date(event.created * 1000)
   return deps.db.transaction(async (tx) => {
@@ -75,7 +79,11 @@ export async function handleStripeEvent(deps: BillingDeps, event: Stripe.Event, 
     switch (event.type) {
       case 'checkout.session.completed': {
         const session = event.data.object
-        tenantId = await tenantOf(tx, session.client_reference_id ?? session.metadata?.tenantId, idOf(session.customer))
+        tenantId = await tenantOf(
+          tx,
+          session.client_reference_id ?? session.metadata?.tenantId,
+          idOf(session.customer),
+        )
         if (!tenantId) break
         const account = await ensureAccount(tx, tenantId)
         await tx
@@ -172,7 +180,10 @@ export async function handleStripeEvent(deps: BillingDeps, event: Stripe.Event, 
       deps.log?.warn({ eventId: event.id, type: event.type }, 'Stripe event for no known tenant; ignored')
       return 'unknown_tenant'
     }
-    await tx.update(stripeEvents).set({ tenantId }).where(and(eq(stripeEvents.id, event.id)))
+    await tx
+      .update(stripeEvents)
+      .set({ tenantId })
+      .where(and(eq(stripeEvents.id, event.id)))
     if (outcome === 'applied') {
       await enforceTenant(tx, { tenantId, graceDays: deps.graceDays, now, log: deps.log })
     }

@@ -11,7 +11,11 @@ const volume = {
     { upTo: null, unitAmount: 80, unitSize: 1000 },
   ],
 }
-const prepaid = { currency: 'usd', monthlyFee: 4900, tiers: [{ upTo: 50_000, unitAmount: 0, unitSize: 1000 }] }
+const prepaid = {
+  currency: 'usd',
+  monthlyFee: 4900,
+  tiers: [{ upTo: 50_000, unitAmount: 0, unitSize: 1000 }],
+}
 const perMail = { currency: 'eur', monthlyFee: 0, tiers: [{ upTo: null, unitAmount: 2, unitSize: 1 }] }
 
 describe('tier arithmetic, in integer minor units', () => {
@@ -48,8 +52,22 @@ describe('tier arithmetic, in integer minor units', () => {
       total: 3100,
       lines: [
         { kind: 'fee', description: 'monthly fee', quantity: 1, unitAmount: 2900, unitSize: 1, amount: 2900 },
-        { kind: 'tier', description: 'messages 1–10,000', quantity: 10_000, unitAmount: 0, unitSize: 1000, amount: 0 },
-        { kind: 'tier', description: 'messages 10,001–', quantity: 2_500, unitAmount: 80, unitSize: 1000, amount: 200 },
+        {
+          kind: 'tier',
+          description: 'messages 1–10,000',
+          quantity: 10_000,
+          unitAmount: 0,
+          unitSize: 1000,
+          amount: 0,
+        },
+        {
+          kind: 'tier',
+          description: 'messages 10,001–',
+          quantity: 2_500,
+          unitAmount: 80,
+          unitSize: 1000,
+          amount: 200,
+        },
       ],
     })
   })
@@ -59,7 +77,9 @@ describe('tier arithmetic, in integer minor units', () => {
       currency: 'usd',
       messages: 0,
       total: 0,
-      lines: [{ kind: 'tier', description: 'messages 1–', quantity: 0, unitAmount: 100, unitSize: 1000, amount: 0 }],
+      lines: [
+        { kind: 'tier', description: 'messages 1–', quantity: 0, unitAmount: 100, unitSize: 1000, amount: 0 },
+      ],
     })
     expect(invoicePreview(payg, 1).total).toBe(0)
     expect(invoicePreview(payg, 5).total).toBe(1)
@@ -98,13 +118,23 @@ describe('tier arithmetic, in integer minor units', () => {
 
   it('checks that tiers ascend and only the last is open-ended', () => {
     expect(validateTiers(volume.tiers)).toBeNull()
-    expect(validateTiers([{ upTo: null, unitAmount: 1, unitSize: 1 }, { upTo: 5, unitAmount: 1, unitSize: 1 }])).toBe(
-      'tier 0: only the last tier may be open-ended',
+    expect(
+      validateTiers([
+        { upTo: null, unitAmount: 1, unitSize: 1 },
+        { upTo: 5, unitAmount: 1, unitSize: 1 },
+      ]),
+    ).toBe('tier 0: only the last tier may be open-ended')
+    expect(
+      validateTiers([
+        { upTo: 10, unitAmount: 1, unitSize: 1 },
+        { upTo: 10, unitAmount: 1, unitSize: 1 },
+      ]),
+    ).toBe('tier 1: upTo must be above 10')
+    expect(validateTiers([{ upTo: null, unitAmount: -1, unitSize: 1 }])).toBe(
+      'tier 0: unitAmount must be a whole number ≥ 0',
     )
-    expect(validateTiers([{ upTo: 10, unitAmount: 1, unitSize: 1 }, { upTo: 10, unitAmount: 1, unitSize: 1 }])).toBe(
-      'tier 1: upTo must be above 10',
+    expect(validateTiers([{ upTo: null, unitAmount: 1, unitSize: 0 }])).toBe(
+      'tier 0: unitSize must be a whole number ≥ 1',
     )
-    expect(validateTiers([{ upTo: null, unitAmount: -1, unitSize: 1 }])).toBe('tier 0: unitAmount must be a whole number ≥ 0')
-    expect(validateTiers([{ upTo: null, unitAmount: 1, unitSize: 0 }])).toBe('tier 0: unitSize must be a whole number ≥ 1')
   })
 })

@@ -7,7 +7,7 @@ import { type Database, openDatabase, plans, runMigrations } from '@moat/db'
 import { eq } from 'drizzle-orm'
 // the file directly: the testkit index pulls in the whole stack
 import { createTestDatabase, type TestDatabase } from '../../../packages/testkit/src/database'
-import { startStripeStandIn, type StripeStandIn } from './stripe-standin'
+import { type StripeStandIn, startStripeStandIn } from './stripe-standin'
 
 export const WEBHOOK_SECRET = 'whsec_moat_test_secret'
 
@@ -34,7 +34,10 @@ export async function startBillingTest(): Promise<BillingTest> {
   for (const id of ['payg', 'volume', 'prepaid']) {
     await database.db
       .update(plans)
-      .set({ stripeFlatPriceId: id === 'payg' ? null : `price_${id}_fee`, stripeMeteredPriceId: `price_${id}_usage` })
+      .set({
+        stripeFlatPriceId: id === 'payg' ? null : `price_${id}_fee`,
+        stripeMeteredPriceId: `price_${id}_usage`,
+      })
       .where(eq(plans.id, id))
   }
   const config = loadConfig({

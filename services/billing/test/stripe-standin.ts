@@ -49,7 +49,10 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
   const answer = (req: RecordedRequest): { status: number; body: unknown } => {
     const { method, path, form } = req
     if (method === 'POST' && path === '/v1/customers') {
-      return { status: 200, body: { id: id('cus'), object: 'customer', name: form.name, email: form.email ?? null } }
+      return {
+        status: 200,
+        body: { id: id('cus'), object: 'customer', name: form.name, email: form.email ?? null },
+      }
     }
     if (method === 'POST' && path === '/v1/subscriptions') {
       const sub = {
@@ -59,7 +62,11 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         status: 'incomplete',
         metadata: { tenantId: form['metadata[tenantId]'], planId: form['metadata[planId]'] },
         items: { object: 'list', data: itemsFrom(form) },
-        latest_invoice: { id: id('in'), object: 'invoice', hosted_invoice_url: 'https://invoice.stripe.test/pay/1' },
+        latest_invoice: {
+          id: id('in'),
+          object: 'invoice',
+          hosted_invoice_url: 'https://invoice.stripe.test/pay/1',
+        },
       }
       subscriptions.set(sub.id, sub)
       return { status: 200, body: sub }
@@ -67,7 +74,11 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     const subMatch = /^\/v1\/subscriptions\/(sub_\w+)$/.exec(path)
     if (subMatch) {
       const sub = subscriptions.get(subMatch[1] ?? '')
-      if (!sub) return { status: 404, body: { error: { type: 'invalid_request_error', message: 'No such subscription' } } }
+      if (!sub)
+        return {
+          status: 404,
+          body: { error: { type: 'invalid_request_error', message: 'No such subscription' } },
+        }
       if (method === 'GET') return { status: 200, body: sub }
       if (method === 'POST') {
         sub.items = { object: 'list', data: itemsFrom(form) }
@@ -108,7 +119,10 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         },
       }
     }
-    return { status: 404, body: { error: { type: 'invalid_request_error', message: `stand-in: no ${method} ${path}` } } }
+    return {
+      status: 404,
+      body: { error: { type: 'invalid_request_error', message: `stand-in: no ${method} ${path}` } },
+    }
   }
 
   const server = http.createServer((req, res) => {
@@ -130,9 +144,13 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       let result: { status: number; body: unknown }
       if (failure) {
         failure.count--
-        result = { status: 500, body: { error: { type: 'api_error', message: 'stand-in: injected failure' } } }
+        result = {
+          status: 500,
+          body: { error: { type: 'api_error', message: 'stand-in: injected failure' } },
+        }
       } else {
-        const key = recorded.idempotencyKey && `${recorded.method} ${recorded.path} ${recorded.idempotencyKey}`
+        const key =
+          recorded.idempotencyKey && `${recorded.method} ${recorded.path} ${recorded.idempotencyKey}`
         const replay = key ? replays.get(key) : undefined
         result = replay ?? answer(recorded)
         if (key && !replay && result.status < 500) replays.set(key, result)

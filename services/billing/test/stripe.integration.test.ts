@@ -42,11 +42,18 @@ describe('choosing a plan, with Stripe', () => {
     const result = await changePlan(deps, { tenantId, planId: 'volume', actor: 'user:test' })
 
     const calls = t.standIn.requests.slice(before)
-    expect(calls.map((r) => `${r.method} ${r.path}`)).toEqual(['POST /v1/customers', 'POST /v1/subscriptions'])
+    expect(calls.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'POST /v1/customers',
+      'POST /v1/subscriptions',
+    ])
     const [customer, subscription] = calls
     expect(customer?.authorization).toBe('Bearer sk_test_moat_standin')
     expect(customer?.idempotencyKey).toBe(`moat-customer-${tenantId}`)
-    expect(customer?.form).toMatchObject({ name: 'acme', email: 'owner@acme.test', 'metadata[tenantId]': tenantId })
+    expect(customer?.form).toMatchObject({
+      name: 'acme',
+      email: 'owner@acme.test',
+      'metadata[tenantId]': tenantId,
+    })
     expect(subscription?.form).toMatchObject({
       'items[0][price]': 'price_volume_fee',
       'items[1][price]': 'price_volume_usage',
@@ -65,7 +72,10 @@ describe('choosing a plan, with Stripe', () => {
       stripeSubscriptionId: expect.stringMatching(/^sub_/),
       subscriptionStatus: 'incomplete',
     })
-    const audit = await t.database.db.select().from(auditLog).where(eq(auditLog.action, 'billing.plan_changed'))
+    const audit = await t.database.db
+      .select()
+      .from(auditLog)
+      .where(eq(auditLog.action, 'billing.plan_changed'))
     expect(audit.map((a) => a.detail)).toContainEqual(expect.objectContaining({ from: 'payg', to: 'volume' }))
   })
 
@@ -150,7 +160,11 @@ describe('usage reported to Stripe', () => {
       .select()
       .from(usageReports)
       .where(and(eq(usageReports.tenantId, tenantId), eq(usageReports.batch, 2)))
-    expect(pending).toMatchObject({ quantity: 2, reportedAt: null, lastError: expect.stringContaining('injected failure') })
+    expect(pending).toMatchObject({
+      quantity: 2,
+      reportedAt: null,
+      lastError: expect.stringContaining('injected failure'),
+    })
     expect(total()).toBe(3)
 
     // more mail meanwhile; the retry sends the pending batch as it was, then a new one
@@ -169,7 +183,9 @@ describe('usage reported to Stripe', () => {
       .where(and(eq(usageReports.tenantId, tenantId), eq(usageReports.batch, 3)))
     const sentBefore = t.standIn.requests.filter((r) => r.path === '/v1/billing/meter_events').length
     expect(await reportUsage(deps)).toMatchObject({ sent: 1, failed: 0 })
-    expect(t.standIn.requests.filter((r) => r.path === '/v1/billing/meter_events').length).toBe(sentBefore + 1)
+    expect(t.standIn.requests.filter((r) => r.path === '/v1/billing/meter_events').length).toBe(
+      sentBefore + 1,
+    )
     expect(total()).toBe(9)
   })
 
@@ -184,8 +200,18 @@ describe('usage reported to Stripe', () => {
     const events = t.standIn.meterEvents.filter((e) => e.customer === account.stripeCustomerId)
     const startOfMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1) / 1000
     expect(events).toEqual([
-      { identifier: `moat-${tenantId}-${utcMonth(lastMonth)}-1`, customer: account.stripeCustomerId, value: 2, timestamp: startOfMonth - 1 },
-      { identifier: `moat-${tenantId}-${utcMonth(now)}-1`, customer: account.stripeCustomerId, value: 1, timestamp: Math.floor(now.getTime() / 1000) },
+      {
+        identifier: `moat-${tenantId}-${utcMonth(lastMonth)}-1`,
+        customer: account.stripeCustomerId,
+        value: 2,
+        timestamp: startOfMonth - 1,
+      },
+      {
+        identifier: `moat-${tenantId}-${utcMonth(now)}-1`,
+        customer: account.stripeCustomerId,
+        value: 1,
+        timestamp: Math.floor(now.getTime() / 1000),
+      },
     ])
   })
 })
@@ -203,9 +229,13 @@ describe('without a Stripe key: local metering only', () => {
     const err = await portalLink(local, tenantId).catch((e) => e)
     expect(err).toMatchObject({
       code: 'conflict',
-      message: 'billing runs without Stripe on this Moat (local metering only), so there is no customer portal',
+      message:
+        'billing runs without Stripe on this Moat (local metering only), so there is no customer portal',
     })
-    const [row] = await t.database.db.select().from(billingAccounts).where(eq(billingAccounts.tenantId, tenantId))
+    const [row] = await t.database.db
+      .select()
+      .from(billingAccounts)
+      .where(eq(billingAccounts.tenantId, tenantId))
     expect(row?.planId).toBe('volume')
   })
 })

@@ -4,7 +4,7 @@ import { createLogger } from '@moat/log'
 import { eq } from 'drizzle-orm'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type BillingService, changePlan, billingDeps, startBilling } from '../src/index'
+import { type BillingService, billingDeps, changePlan, startBilling } from '../src/index'
 import { type BillingTest, startBillingTest, WEBHOOK_SECRET } from './setup'
 
 // The webhook endpoint runs for real (startBilling's HTTP listener); payloads are signed with
@@ -27,35 +27,64 @@ afterAll(async () => {
 
 let eventSeq = 0
 function event(type: string, object: Record<string, unknown>, created = Math.floor(Date.now() / 1000)) {
-  return { id: `evt_test${++eventSeq}`, object: 'event', type, created, data: { object }, api_version: Stripe.API_VERSION }
+  return {
+    id: `evt_test${++eventSeq}`,
+    object: 'event',
+    type,
+    created,
+    data: { object },
+    api_version: Stripe.API_VERSION,
+  }
 }
 
 async function post(payload: unknown, signature?: string) {
   const body = JSON.stringify(payload)
-  const header = signature ?? Stripe.webhooks.generateTestHeaderString({ payload: body, secret: WEBHOOK_SECRET })
+  const header =
+    signature ?? Stripe.webhooks.generateTestHeaderString({ payload: body, secret: WEBHOOK_SECRET })
   const res = await fetch(`${billing.url}/stripe/webhook`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'stripe-signature': header },
     body,
   })
-  return { status: res.status, type: res.headers.get('content-type'), body: await res.json() }
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, which the assertions check
+  const json: any = await res.json()
+  return { status: res.status, type: res.headers.get('content-type'), body: json }
 }
 
 async function customerTenant(name: string) {
   const tenantId = await t.tenant(name)
-  const { account } = await changePlan(billingDeps(t.config, t.database.db), { tenantId, planId: 'volume', actor: 'test' })
-  return { tenantId, customer: account.stripeCustomerId ?? '', subscription: account.stripeSubscriptionId ?? '' }
+  const { account } = await changePlan(billingDeps(t.config, t.database.db), {
+    tenantId,
+    planId: 'volume',
+    actor: 'test',
+  })
+  return {
+    tenantId,
+    customer: account.stripeCustomerId ?? '',
+    subscription: account.stripeSubscriptionId ?? '',
+  }
 }
 
-const tenantRow = async (id: string) => (await t.database.db.select().from(tenants).where(eq(tenants.id, id)))[0]
+const tenantRow = async (id: string) =>
+  (await t.database.db.select().from(tenants).where(eq(tenants.id, id)))[0]
 const accountRow = async (id: string) =>
   (await t.database.db.select().from(billingAccounts).where(eq(billingAccounts.tenantId, id)))[0]
 
 describe('Stripe webhook signatures', () => {
   it('a wrong signature gets 400 and changes nothing', async () => {
     const { tenantId, customer } = await customerTenant('forged')
-    const forged = event('invoice.payment_failed', { id: 'in_forged', object: 'invoice', customer, currency: 'usd', amount_due: 2900, amount_paid: 0 })
-    const wrongSecret = Stripe.webhooks.generateTestHeaderString({ payload: JSON.stringify(forged), secret: 'whsec_not_ours' })
+    const forged = event('invoice.payment_failed', {
+      id: 'in_forged',
+      object: 'invoice',
+      customer,
+      currency: 'usd',
+      amount_due: 2900,
+      amount_paid: 0,
+    })
+    const wrongSecret = Stripe.webhooks.generateTestHeaderString({
+      payload: JSON.stringify(forged),
+      secret: 'whsec_not_ours',
+    })
     const res = await post(forged, wrongSecret)
     expect(res).toEqual({
       status: 400,
@@ -68,14 +97,22 @@ describe('Stripe webhook signatures', () => {
       },
     })
     // a valid signature over another body does not pass either
-    const other = Stripe.webhooks.generateTestHeaderString({ payload: '{"id":"evt_other"}', secret: WEBHOOK_SECRET })
+    const other = Stripe.webhooks.generateTestHeaderString({
+      payload: '{"id":"evt_other"}',
+      secret: WEBHOOK_SECRET,
+    })
     expect((await post(forged, other)).status).toBe(400)
-    const missing = await fetch(`${billing.url}/stripe/webhook`, { method: 'POST', body: JSON.stringify(forged) })
+    const missing = await fetch(`${billing.url}/stripe/webhook`, {
+      method: 'POST',
+      body: JSON.stringify(forged),
+    })
     expect(missing.status).toBe(400)
     expect(await missing.json()).toMatchObject({ detail: 'no Stripe-Signature header' })
 
     expect(await t.database.db.select().from(stripeEvents).where(eq(stripeEvents.id, forged.id))).toEqual([])
-    expect(await t.database.db.select().from(billingInvoices).where(eq(billingInvoices.tenantId, tenantId))).toEqual([])
+    expect(
+      await t.database.db.select().from(billingInvoices).where(eq(billingInvoices.tenantId, tenantId)),
+    ).toEqual([])
     // and even past any grace period, nothing suspends the tenant
     await billing.runOnce(new Date(Date.now() + 30 * DAY))
     expect((await tenantRow(tenantId))?.status).toBe('active')
@@ -86,7 +123,13 @@ describe('subscription events, twice and out of order', () => {
   it('applies each event once and never lets an older one undo a newer one', async () => {
     const { tenantId, customer, subscription } = await customerTenant('ordered')
     const now = Math.floor(Date.now() / 1000)
-    const sub = (status: string) => ({ id: subscription, object: 'subscription', customer, status, metadata: { tenantId, planId: 'volume' } })
+    const sub = (status: string) => ({
+      id: subscription,
+      object: 'subscription',
+      customer,
+      status,
+      metadata: { tenantId, planId: 'volume' },
+    })
     const activated = event('customer.subscription.updated', sub('active'), now)
     const pastDue = event('customer.subscription.updated', sub('past_due'), now + 60)
 
@@ -96,12 +139,20 @@ describe('subscription events, twice and out of order', () => {
     expect(await accountRow(tenantId)).toMatchObject({ subscriptionStatus: 'past_due' })
 
     // a plan changed in Stripe's portal becomes the plan here
-    const moved = event('customer.subscription.updated', { ...sub('active'), metadata: { tenantId, planId: 'prepaid' } }, now + 120)
+    const moved = event(
+      'customer.subscription.updated',
+      { ...sub('active'), metadata: { tenantId, planId: 'prepaid' } },
+      now + 120,
+    )
     expect((await post(moved)).body.outcome).toBe('applied')
     expect(await accountRow(tenantId)).toMatchObject({ subscriptionStatus: 'active', planId: 'prepaid' })
 
     // the deletion of some other, older subscription says nothing about this one
-    const oldDeleted = event('customer.subscription.deleted', { ...sub('canceled'), id: 'sub_old' }, now + 180)
+    const oldDeleted = event(
+      'customer.subscription.deleted',
+      { ...sub('canceled'), id: 'sub_old' },
+      now + 180,
+    )
     expect((await post(oldDeleted)).body.outcome).toBe('stale')
     const deleted = event('customer.subscription.deleted', sub('canceled'), now + 240)
     expect((await post(deleted)).body.outcome).toBe('applied')
@@ -127,8 +178,18 @@ describe('subscription events, twice and out of order', () => {
   })
 
   it('an event for a customer Moat does not know is acknowledged and ignored', async () => {
-    const stray = event('invoice.paid', { id: 'in_stray', object: 'invoice', customer: 'cus_nobody', currency: 'usd', amount_due: 1, amount_paid: 1 })
-    expect(await post(stray)).toMatchObject({ status: 200, body: { received: true, outcome: 'unknown_tenant' } })
+    const stray = event('invoice.paid', {
+      id: 'in_stray',
+      object: 'invoice',
+      customer: 'cus_nobody',
+      currency: 'usd',
+      amount_due: 1,
+      amount_paid: 1,
+    })
+    expect(await post(stray)).toMatchObject({
+      status: 200,
+      body: { received: true, outcome: 'unknown_tenant' },
+    })
     expect((await post(event('customer.created', { id: 'cus_x' }))).body.outcome).toBe('ignored')
   })
 })
@@ -147,7 +208,10 @@ describe('failed payments suspend after the grace period; payment resumes', () =
   it('holds the tenant only after the grace period, and lifts the hold when the invoice is paid', async () => {
     const { tenantId, customer } = await customerTenant('late-payer')
     const failedAt = Math.floor(Date.now() / 1000)
-    expect((await post(event('invoice.payment_failed', invoice('in_late', customer, false), failedAt))).body.outcome).toBe('applied')
+    expect(
+      (await post(event('invoice.payment_failed', invoice('in_late', customer, false), failedAt))).body
+        .outcome,
+    ).toBe('applied')
     // a second failure (Stripe's retry) keeps the first failure's date
     await post(event('invoice.payment_failed', invoice('in_late', customer, false), failedAt + 3600))
 
@@ -163,23 +227,47 @@ describe('failed payments suspend after the grace period; payment resumes', () =
     )
 
     // paid: resumed at once, by the webhook itself
-    expect((await post(event('invoice.paid', invoice('in_late', customer, true), failedAt + 8 * 86_400))).body.outcome).toBe('applied')
+    expect(
+      (await post(event('invoice.paid', invoice('in_late', customer, true), failedAt + 8 * 86_400))).body
+        .outcome,
+    ).toBe('applied')
     expect(await tenantRow(tenantId)).toMatchObject({ status: 'active', suspendedReason: null })
 
     // the failure notice arriving again after the payment changes nothing: paid is final
-    expect((await post(event('invoice.payment_failed', invoice('in_late', customer, false), failedAt + 9 * 86_400))).body.outcome).toBe('stale')
+    expect(
+      (
+        await post(
+          event('invoice.payment_failed', invoice('in_late', customer, false), failedAt + 9 * 86_400),
+        )
+      ).body.outcome,
+    ).toBe('stale')
     await billing.runOnce(new Date(failedAt * 1000 + 30 * DAY))
     expect((await tenantRow(tenantId))?.status).toBe('active')
   })
 
   it('never lifts an operator’s suspension', async () => {
     const { tenantId, customer } = await customerTenant('abuse-case')
-    await post(event('invoice.payment_failed', invoice('in_abuse', customer, false), Math.floor(Date.now() / 1000) - 10 * 86_400))
+    await post(
+      event(
+        'invoice.payment_failed',
+        invoice('in_abuse', customer, false),
+        Math.floor(Date.now() / 1000) - 10 * 86_400,
+      ),
+    )
     await billing.runOnce()
     expect(await tenantRow(tenantId)).toMatchObject({ status: 'suspended', suspendedReason: 'billing' })
-    await suspendTenant(t.database.db, { tenantId, reason: 'operator', note: 'abuse report', actor: 'operator' })
+    await suspendTenant(t.database.db, {
+      tenantId,
+      reason: 'operator',
+      note: 'abuse report',
+      actor: 'operator',
+    })
     await post(event('invoice.paid', invoice('in_abuse', customer, true)))
     await billing.runOnce()
-    expect(await tenantRow(tenantId)).toMatchObject({ status: 'suspended', suspendedReason: 'operator', suspendedNote: 'abuse report' })
+    expect(await tenantRow(tenantId)).toMatchObject({
+      status: 'suspended',
+      suspendedReason: 'operator',
+      suspendedNote: 'abuse report',
+    })
   })
 })

@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
-import { type BillingService, startBilling, type StripeGateway } from '@moat/billing'
+import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { DeliverJob, ScanJob } from '@moat/core'
@@ -129,7 +129,12 @@ export async function startStack(
       api = await startApi({ config, db, log: apiLog, mail: { store, deliverQueue, model } })
     }
     if (only.includes('billing')) {
-      billing = await startBilling({ config, db, log: log.child({ service: 'billing' }), stripe: options.stripe })
+      billing = await startBilling({
+        config,
+        db,
+        log: log.child({ service: 'billing' }),
+        stripe: options.stripe,
+      })
     }
   } catch (err) {
     await api?.close()

@@ -30,16 +30,18 @@ const PlanSchema = z
     monthlyFee: Minor,
     tiers: z.array(
       z.object({
-        upTo: z.number().int().nullable().openapi({ description: 'messages per month up to here; null: no limit' }),
+        upTo: z
+          .number()
+          .int()
+          .nullable()
+          .openapi({ description: 'messages per month up to here; null: no limit' }),
         unitAmount: Minor.openapi({ description: 'minor units per unitSize messages' }),
         unitSize: z.number().int(),
       }),
     ),
-    hardCapMessages: z
-      .number()
-      .int()
-      .nullable()
-      .openapi({ description: 'prepaid: beyond this many messages a month, mail is held until the next month' }),
+    hardCapMessages: z.number().int().nullable().openapi({
+      description: 'prepaid: beyond this many messages a month, mail is held until the next month',
+    }),
     archiveRetentionDays: z.number().int(),
     maxDomains: z.number().int().nullable(),
   })
@@ -73,19 +75,27 @@ const CurrentUsage = z
     periodEnd: Timestamp,
     planId: z.string(),
     ...Usage.shape,
-    included: z.number().int().nullable().openapi({ description: 'messages the first tier covers, when it is free' }),
+    included: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: 'messages the first tier covers, when it is free' }),
     hardCapMessages: z.number().int().nullable(),
   })
   .openapi('CurrentUsage')
 
 const DailyUsage = z
-  .object({ items: z.array(z.object({ day: z.string().openapi({ example: '2026-01-31' }), ...Usage.shape })) })
+  .object({
+    items: z.array(z.object({ day: z.string().openapi({ example: '2026-01-31' }), ...Usage.shape })),
+  })
   .openapi('DailyUsage')
 
 const BillingStatus = z
   .object({
     plan: PlanSchema,
-    stripe: z.boolean().openapi({ description: 'false: this Moat meters locally and bills nobody through Stripe' }),
+    stripe: z
+      .boolean()
+      .openapi({ description: 'false: this Moat meters locally and bills nobody through Stripe' }),
     subscriptionStatus: z.string().nullable().openapi({ example: 'active' }),
     suspension: Suspension.nullable(),
     unpaidInvoices: z.array(
@@ -120,13 +130,22 @@ const InvoicePreview = z
     total: Minor,
   })
   .openapi('InvoicePreview', {
-    description: "the current month so far, priced by Moat from its own counters (Stripe's invoice may add tax)",
+    description:
+      "the current month so far, priced by Moat from its own counters (Stripe's invoice may add tax)",
   })
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/
 const DailyQuery = z.object({
-  from: z.string().regex(DAY, 'expected a date, YYYY-MM-DD').optional().openapi({ description: 'default: 29 days before `to`' }),
-  to: z.string().regex(DAY, 'expected a date, YYYY-MM-DD').optional().openapi({ description: 'default: today (UTC)' }),
+  from: z
+    .string()
+    .regex(DAY, 'expected a date, YYYY-MM-DD')
+    .optional()
+    .openapi({ description: 'default: 29 days before `to`' }),
+  to: z
+    .string()
+    .regex(DAY, 'expected a date, YYYY-MM-DD')
+    .optional()
+    .openapi({ description: 'default: today (UTC)' }),
 })
 
 const routes = {
@@ -151,9 +170,13 @@ const routes = {
     method: 'put',
     path: '/v1/billing/plan',
     tags: ['billing'],
-    summary: 'Change plan (owners): with Stripe, creates the customer and subscription or changes it, prorated',
+    summary:
+      'Change plan (owners): with Stripe, creates the customer and subscription or changes it, prorated',
     request: {
-      body: { required: true, ...json(z.object({ planId: z.string().min(1).openapi({ example: 'volume' }) })) },
+      body: {
+        required: true,
+        ...json(z.object({ planId: z.string().min(1).openapi({ example: 'volume' }) })),
+      },
     },
     responses: {
       200: {
@@ -162,10 +185,9 @@ const routes = {
           z.object({
             plan: PlanSchema,
             subscriptionStatus: z.string().nullable(),
-            paymentUrl: z
-              .string()
-              .nullable()
-              .openapi({ description: "the first invoice's payment page, when the subscription waits for it" }),
+            paymentUrl: z.string().nullable().openapi({
+              description: "the first invoice's payment page, when the subscription waits for it",
+            }),
           }),
         ),
       },
@@ -185,24 +207,35 @@ const routes = {
     tags: ['billing'],
     summary: 'Usage per UTC day, every day in the range (at most 366)',
     request: { query: DailyQuery },
-    responses: { 200: { description: 'one item per day', ...json(DailyUsage) }, ...problemResponses(400, 401) },
+    responses: {
+      200: { description: 'one item per day', ...json(DailyUsage) },
+      ...problemResponses(400, 401),
+    },
   }),
   preview: createRoute({
     method: 'get',
     path: '/v1/billing/invoice-preview',
     tags: ['billing'],
     summary: "This period's invoice so far, in integer minor units",
-    responses: { 200: { description: 'the invoice so far', ...json(InvoicePreview) }, ...problemResponses(401) },
+    responses: {
+      200: { description: 'the invoice so far', ...json(InvoicePreview) },
+      ...problemResponses(401),
+    },
   }),
   portal: createRoute({
     method: 'post',
     path: '/v1/billing/portal',
     tags: ['billing'],
-    summary: "A link to Stripe's customer portal (cards, invoices) for owners; 409 when Stripe is not configured",
+    summary:
+      "A link to Stripe's customer portal (cards, invoices) for owners; 409 when Stripe is not configured",
     request: {
       body: {
         required: false,
-        ...json(z.object({ returnUrl: z.url().optional().openapi({ description: 'where the portal sends people back to' }) })),
+        ...json(
+          z.object({
+            returnUrl: z.url().optional().openapi({ description: 'where the portal sends people back to' }),
+          }),
+        ),
       },
     },
     responses: {
@@ -230,7 +263,11 @@ async function viaStripe<T>(call: () => Promise<T>): Promise<T> {
     return await call()
   } catch (err) {
     if (err instanceof StripeUnavailableError) {
-      throw new ApiProblem(502, `the payment provider did not accept the request: ${err.message}`, 'payment-provider-failed')
+      throw new ApiProblem(
+        502,
+        `the payment provider did not accept the request: ${err.message}`,
+        'payment-provider-failed',
+      )
     }
     throw err
   }
@@ -283,7 +320,11 @@ export function registerBilling(app: Api, deps: ApiDeps): void {
     const { planId } = c.req.valid('json')
     const result = await viaStripe(() => changePlan(billing, { tenantId, planId, actor }))
     return c.json(
-      { plan: planOut(result.plan), subscriptionStatus: result.account.subscriptionStatus, paymentUrl: result.paymentUrl },
+      {
+        plan: planOut(result.plan),
+        subscriptionStatus: result.account.subscriptionStatus,
+        paymentUrl: result.paymentUrl,
+      },
       200,
     )
   })
@@ -315,7 +356,8 @@ export function registerBilling(app: Api, deps: ApiDeps): void {
     if (Number.isNaN(to.getTime()) || Number.isNaN(from.getTime())) {
       throw new ApiProblem(400, 'query.from, query.to: not a calendar date')
     }
-    if (from > to) throw new ApiProblem(400, `query.from (${query.from}) is after query.to (${iso(to).slice(0, 10)})`)
+    if (from > to)
+      throw new ApiProblem(400, `query.from (${query.from}) is after query.to (${iso(to).slice(0, 10)})`)
     if (to.getTime() - from.getTime() > 365 * 86_400_000) {
       throw new ApiProblem(400, 'query.from, query.to: at most 366 days at once')
     }
@@ -325,7 +367,10 @@ export function registerBilling(app: Api, deps: ApiDeps): void {
   app.openapi(routes.preview, async (c) => {
     const { tenantId } = caller(c)
     const preview = await previewInvoice(db, tenantId, new Date())
-    return c.json({ ...preview, periodStart: iso(preview.periodStart), periodEnd: iso(preview.periodEnd) }, 200)
+    return c.json(
+      { ...preview, periodStart: iso(preview.periodStart), periodEnd: iso(preview.periodEnd) },
+      200,
+    )
   })
 
   app.openapi(routes.portal, async (c) => {

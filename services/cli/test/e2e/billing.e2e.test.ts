@@ -1,7 +1,7 @@
 import { billingDeps, changePlan } from '@moat/billing'
 import { tenantSuspension } from '@moat/core'
 import { messages, plans, usageCounters, usageEvents } from '@moat/db'
-import { type Harness, type SmtpSink, startHarness, startSmtpSink, eventually } from '@moat/testkit'
+import { eventually, type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
 import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
@@ -43,7 +43,9 @@ describe.skipIf(!clamdUrl)(`billing end to end over SMTP ${inject('clamdMissing'
     })
     const ids = []
     for (let i = 0; i < 3; i++) {
-      ids.push(await h.send({ from: 'a@sender.example', to: `u${i}@metered.test`, subject: `m${i}`, text: 'hello' }))
+      ids.push(
+        await h.send({ from: 'a@sender.example', to: `u${i}@metered.test`, subject: `m${i}`, text: 'hello' }),
+      )
     }
     for (const id of ids) await h.traceWhen(id, (t) => t.message.status === 'delivered')
     expect(await monthCounter(tenantId)).toBe(3)
@@ -90,10 +92,15 @@ describe.skipIf(!clamdUrl)(`billing end to end over SMTP ${inject('clamdMissing'
     expect(sink.messages.length).toBe(before + 2)
 
     // the billing cycle sees the cap reached and suspends, with the reason in words
-    const suspension = await eventually('billing to suspend the tenant', async () => (await tenantSuspension(db, tenantId)) ?? undefined)
+    const suspension = await eventually(
+      'billing to suspend the tenant',
+      async () => (await tenantSuspension(db, tenantId)) ?? undefined,
+    )
     expect(suspension).toMatchObject({
       reason: 'billing',
-      note: expect.stringMatching(/^the Tiny prepaid plan's 2 messages for \d{4}-\d{2} are used up; mail is held until next month or a larger plan$/),
+      note: expect.stringMatching(
+        /^the Tiny prepaid plan's 2 messages for \d{4}-\d{2} are used up; mail is held until next month or a larger plan$/,
+      ),
     })
 
     // still accepted over SMTP (never bounced for billing), then held, not tried
@@ -116,7 +123,9 @@ describe.skipIf(!clamdUrl)(`billing end to end over SMTP ${inject('clamdMissing'
     await changePlan(deps, { tenantId, planId: 'volume', actor: 'test' })
     expect(await tenantSuspension(db, tenantId)).toBeNull()
     for (const id of held) await h.traceWhen(id, (t) => t.message.status === 'delivered')
-    const subjects = sink.messages.slice(before).map((m) => /^Subject: (.*)$/m.exec(m.raw.toString())?.[1]?.trim())
+    const subjects = sink.messages
+      .slice(before)
+      .map((m) => /^Subject: (.*)$/m.exec(m.raw.toString())?.[1]?.trim())
     expect(subjects.sort()).toEqual(['over cap 1', 'over cap 2', 'within cap 1', 'within cap 2'])
     expect(await monthCounter(tenantId)).toBe(4)
     // and the billing cycle does not suspend it again
