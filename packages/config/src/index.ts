@@ -112,6 +112,11 @@ const schema = z.object({
   MOAT_API_HOST: z.string().default('127.0.0.1'),
   MOAT_API_PORT: port.default(8025),
   MOAT_API_RATE_PER_MINUTE: positiveInt.default(600),
+  MOAT_ADMIN_TOKEN: z
+    .string()
+    .min(24, 'use at least 24 random characters, e.g. from: openssl rand -hex 24')
+    .optional(),
+  MOAT_DOMAIN_RECHECK_SECONDS: positiveInt.default(6 * 3600),
   MOAT_PORTAL_ORIGIN: z
     .string()
     .regex(
@@ -207,6 +212,10 @@ export type Config = {
     ratePerMinute: number
     /** the portal's origin, the only one CORS lets in; unset: no CORS headers */
     portalOrigin: string | undefined
+    /** the operator's bearer token for /v1/admin; unset: the operator routes answer 401 */
+    adminToken: string | undefined
+    /** how often each domain's DNS is checked again in the background (verification, MX drift) */
+    domainRecheckSeconds: number
   }
   /** metering, plans and Stripe (`services/billing`) */
   billing: {
@@ -317,6 +326,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.MOAT_API_PORT,
       ratePerMinute: e.MOAT_API_RATE_PER_MINUTE,
       portalOrigin: e.MOAT_PORTAL_ORIGIN,
+      adminToken: e.MOAT_ADMIN_TOKEN,
+      domainRecheckSeconds: e.MOAT_DOMAIN_RECHECK_SECONDS,
     },
     billing: {
       host: e.MOAT_BILLING_HOST,

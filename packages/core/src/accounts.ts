@@ -53,7 +53,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 /** Tokens and keys are 256 random bits, so a plain SHA-256 is enough to store them. */
-function sha256(token: string): string {
+export function sha256(token: string): string {
   return createHash('sha256').update(token).digest('hex')
 }
 

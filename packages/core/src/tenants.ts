@@ -1,5 +1,5 @@
-import { type Executor, newId, tenants } from '@moat/db'
-import { eq, or } from 'drizzle-orm'
+import { domains, type Executor, newId, tenants, users } from '@moat/db'
+import { and, asc, eq, getTableColumns, gt, or, sql } from 'drizzle-orm'
 import { recordAudit } from './audit'
 import { MoatError } from './errors'
 
@@ -163,4 +163,29 @@ export async function tenantSuspension(db: Executor, tenantId: string): Promise<
     ? (row.reason as SuspensionReason)
     : 'operator'
   return { reason, note: row.note, since: row.since }
+}
+
+export type TenantSummary = Tenant & { domains: number; users: number }
+
+/** Tenants for the operator, oldest first (ids sort by creation), with domain and user counts. */
+export async function pageTenants(
+  db: Executor,
+  input: { limit: number; cursor?: string | undefined; status?: string | undefined; id?: string },
+): Promise<TenantSummary[]> {
+  return db
+    .select({
+      ...getTableColumns(tenants),
+      domains: sql<number>`(select count(*)::int from ${domains} where ${domains.tenantId} = ${tenants.id})`,
+      users: sql<number>`(select count(*)::int from ${users} where ${users.tenantId} = ${tenants.id})`,
+    })
+    .from(tenants)
+    .where(
+      and(
+        input.id ? eq(tenants.id, input.id) : undefined,
+        input.status ? eq(tenants.status, input.status) : undefined,
+        input.cursor ? gt(tenants.id, input.cursor) : undefined,
+      ),
+    )
+    .orderBy(asc(tenants.id))
+    .limit(input.limit)
 }

@@ -65,7 +65,13 @@ export interface TestApi {
  * DATABASE_URL), with a DNS server on loopback for domain verification.
  */
 export async function startTestApi(
-  options: { limits?: RateLimits; portalOrigin?: string; billing?: Config['billing'] } = {},
+  options: {
+    limits?: RateLimits
+    portalOrigin?: string
+    adminToken?: string
+    domainRecheckSeconds?: number
+    billing?: Config['billing']
+  } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
   await runMigrations(testDb.url)
@@ -82,7 +88,10 @@ export async function startTestApi(
         port: 0,
         ratePerMinute: options.limits?.apiPerMinute ?? 600,
         portalOrigin: options.portalOrigin,
+        adminToken: options.adminToken,
+        domainRecheckSeconds: options.domainRecheckSeconds ?? 3600,
       },
+      hostname: 'mx.moat.test',
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
       ...(options.billing ? { billing: options.billing } : {}),

@@ -1,6 +1,6 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { type DeliverJob, listRoutes, orderDestinations, rewriteHeaders } from '@moat/core'
+import { type DeliverJob, listRoutes, rewriteHeaders, routeRecipients } from '@moat/core'
 import {
   type Db,
   deliveryAttempts,
@@ -83,46 +83,57 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   }
 
   const [domain] = await db.select().from(domains).where(eq(domains.id, domainId))
-  const routes = orderDestinations(await listRoutes(db, domainId))
+  const groups = routeRecipients(
+    await listRoutes(db, domainId),
+    pending.map((r) => r.address),
+  )
   const attempts: AttemptRecord[] = []
   const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
-  let left = pending.map((r) => r.address)
 
-  for (const route of routes) {
-    if (!left.length) break
-    const started = Date.now()
-    let result: SendOutcome
-    try {
-      // the delivered copy carries the scan's headers; the stored original is never changed
-      const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
-      result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
-    } catch (err) {
-      result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
-      result.refused = left.map((address) => ({ address, code: null, reply: result.reply, permanent: false }))
+  for (const group of groups) {
+    let left = group.addresses
+    for (const route of group.routes) {
+      if (!left.length) break
+      const started = Date.now()
+      let result: SendOutcome
+      try {
+        // the delivered copy carries the scan's headers; the stored original is never changed
+        const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
+        result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
+      } catch (err) {
+        result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
+        result.refused = left.map((address) => ({
+          address,
+          code: null,
+          reply: result.reply,
+          permanent: false,
+        }))
+      }
+      for (const address of result.accepted)
+        outcome.set(address, { status: 'delivered', reply: result.reply })
+      for (const r of result.refused) {
+        outcome.set(r.address, { status: r.permanent ? 'failed' : 'deferred', reply: `${r.reply}` })
+      }
+      const permanent = result.refused.filter((r) => r.permanent).map((r) => r.address)
+      attempts.push({
+        host: route.host,
+        port: route.port,
+        recipients: left,
+        outcome: result.accepted.length
+          ? 'delivered'
+          : permanent.length === left.length
+            ? 'failed'
+            : 'deferred',
+        code: result.code,
+        reply: result.reply,
+        durationMs: Date.now() - started,
+      })
+      // temporary refusals are tried at the next destination; permanent ones are final
+      left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
     }
-    for (const address of result.accepted) outcome.set(address, { status: 'delivered', reply: result.reply })
-    for (const r of result.refused) {
-      outcome.set(r.address, { status: r.permanent ? 'failed' : 'deferred', reply: `${r.reply}` })
-    }
-    const permanent = result.refused.filter((r) => r.permanent).map((r) => r.address)
-    attempts.push({
-      host: route.host,
-      port: route.port,
-      recipients: left,
-      outcome: result.accepted.length
-        ? 'delivered'
-        : permanent.length === left.length
-          ? 'failed'
-          : 'deferred',
-      code: result.code,
-      reply: result.reply,
-      durationMs: Date.now() - started,
-    })
-    // temporary refusals are tried at the next destination; permanent ones are final
-    left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
   }
 
-  const noRoute = routes.length === 0
+  const noRoute = groups.some((g) => g.routes.length === 0)
   // mail held while its tenant was suspended gets its full give-up time from the resumption
   const clockStart = Math.max(message.receivedAt.getTime(), tenant?.resumedAt?.getTime() ?? 0)
   const ageSeconds = (Date.now() - clockStart) / 1000
