@@ -46,7 +46,7 @@ export function objectStore(config: Config): ObjectStore {
 }
 
 /**
- * Starts the chosen services (all four by default) in this process, against the configured
+ * Starts the chosen services (all five by default) in this process, against the configured
  * database, after applying migrations.
  */
 export async function startStack(
