@@ -52,7 +52,14 @@ describe('loadConfig defaults', () => {
       dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025, ratePerMinute: 600, portalOrigin: undefined })
+    expect(config.api).toEqual({
+      host: '127.0.0.1',
+      port: 8025,
+      ratePerMinute: 600,
+      portalOrigin: undefined,
+      adminToken: undefined,
+      domainRecheckSeconds: 21600,
+    })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
@@ -188,7 +195,14 @@ describe('loadConfig overrides', () => {
         suspendedRecheckSeconds: 15,
       },
       queue: { maxReceives: 3, pollMs: 50 },
-      api: { host: '0.0.0.0', port: 8080, ratePerMinute: 120, portalOrigin: 'https://portal.example.net' },
+      api: {
+        host: '0.0.0.0',
+        port: 8080,
+        ratePerMinute: 120,
+        portalOrigin: 'https://portal.example.net',
+        adminToken: undefined,
+        domainRecheckSeconds: 21600,
+      },
       billing: {
         host: '0.0.0.0',
         port: 9026,
