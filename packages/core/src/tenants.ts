@@ -1,4 +1,4 @@
-import { domains, type Executor, newId, tenants, users } from '@moat/db'
+import { type Executor, newId, tenants } from '@moat/db'
 import { and, asc, eq, getTableColumns, gt, or, sql } from 'drizzle-orm'
 import { recordAudit } from './audit'
 import { MoatError } from './errors'
@@ -175,8 +175,9 @@ export async function pageTenants(
   return db
     .select({
       ...getTableColumns(tenants),
-      domains: sql<number>`(select count(*)::int from ${domains} where ${domains.tenantId} = ${tenants.id})`,
-      users: sql<number>`(select count(*)::int from ${users} where ${users.tenantId} = ${tenants.id})`,
+      // spelt out: inside a subquery drizzle would leave the columns unqualified
+      domains: sql<number>`(select count(*)::int from domains d where d.tenant_id = tenants.id)`,
+      users: sql<number>`(select count(*)::int from users u where u.tenant_id = tenants.id)`,
     })
     .from(tenants)
     .where(

@@ -70,7 +70,7 @@ export async function startSmtpSink(
     authOptional: true,
     logger: false,
     disableReverseLookup: true,
-    hideSTARTTLS: options.starttls === false,
+    ...(options.starttls === false ? { disabledCommands: ['STARTTLS'] } : {}),
     ...(options.banner ? { banner: options.banner } : {}),
     onRcptTo(address, _session, callback) {
       const refusal = sink.rcptReply?.(address.address)

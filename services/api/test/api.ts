@@ -57,6 +57,8 @@ export interface TestApi {
     },
   ): Promise<string>
   deliverQueue: PostgresQueue<DeliverJob>
+  /** the raw messages */
+  store: LocalObjectStore
   close(): Promise<void>
 }
 
@@ -123,6 +125,7 @@ export async function startTestApi(
     database,
     call,
     deliverQueue,
+    store,
     async message(tenantId, o = {}) {
       const from = o.from ?? 'sender@spam.example'
       const to = o.to ?? `user@${tenantId}.test`

@@ -80,6 +80,16 @@ export class SmtpClient {
           code: e.responseCode ?? null,
         }
       }
+      if (e.code === 'ETLS') {
+        // no TLS where it is required: the mail waits for the customer to fix their server or route
+        const reply = `TLS could not be set up (STARTTLS: ${e.response ?? e.message}); this destination requires TLS, so the mail waits`
+        return {
+          accepted: [],
+          refused: envelope.to.map((address) => ({ address, code: null, reply, permanent: false })),
+          reply,
+          code: null,
+        }
+      }
       const code = e.responseCode ?? null
       const reply = e.response ?? `${e.code ?? 'error'}: ${e.message}`
       return {
