@@ -10,4 +10,5 @@ CREATE TABLE "queue_outbox" (
 	"attempts" integer DEFAULT 0 NOT NULL
 );
 --> statement-breakpoint
-CREATE INDEX "queue_outbox_claimable" ON "queue_outbox" USING btree ("claimed_until","id");
+CREATE INDEX "queue_outbox_claimable" ON "queue_outbox" USING btree ("claimed_until","id");--> statement-breakpoint
+CREATE INDEX "recipients_deferred" ON "recipients" USING btree ("status") WHERE status = 'deferred';

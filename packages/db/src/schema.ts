@@ -152,7 +152,13 @@ export const recipients = pgTable(
     lastReply: text('last_reply'),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('recipients_message').on(t.messageId)],
+  (t) => [
+    index('recipients_message').on(t.messageId),
+    // the retry backlog metric counts these
+    index('recipients_deferred')
+      .on(t.status)
+      .where(sql`status = 'deferred'`),
+  ],
 )
 
 /** Every transition of a message, so that its whole story can be told. */

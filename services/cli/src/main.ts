@@ -4,7 +4,6 @@ import {
   addListEntry,
   createResolver,
   createTenant,
-  type DeliverJob,
   findDomain,
   findTenant,
   getPolicy,
@@ -28,7 +27,6 @@ import {
 } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { createLogger } from '@moat/log'
-import { PostgresQueue } from '@moat/queue'
 import { Command, CommanderError, Option } from 'commander'
 import * as out from './output'
 import { SERVICES, type ServiceName } from './services'
@@ -89,7 +87,15 @@ program
         process.exit(1)
       }
       stopping = true
-      log.info({ signal }, 'shutting down: finishing open SMTP sessions and running jobs')
+      log.info(
+        { signal, deadlineSeconds: cfg.shutdownMs / 1000 },
+        'shutting down: finishing open SMTP sessions and running jobs',
+      )
+      // past the deadline (and a little for closing connections), leave anyway: jobs come back
+      setTimeout(() => {
+        log.error('graceful shutdown overran its deadline; exiting')
+        process.exit(1)
+      }, cfg.shutdownMs + 10_000).unref()
       stack.close().then(
         () => process.exit(0),
         (err: unknown) => {
@@ -323,15 +329,17 @@ message
 
 /** What release and report-spam need: the object store, the spam model and the delivery queue. */
 async function feedbackDeps(db: Database['db'], cfg: Config) {
-  const [{ loadOrBuildModel }, { objectStore }] = await Promise.all([
+  const [{ loadOrBuildModel }, { objectStore }, { openQueues }] = await Promise.all([
     import('@moat/detect'),
     import('./stack'),
+    import('./queues'),
   ])
   return {
     db,
     store: objectStore(cfg),
     model: loadOrBuildModel(cfg.scan.spamModelFile),
-    deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver'),
+    // on SQS the job goes through the outbox; a running Moat's relay carries it
+    deliverQueue: openQueues(cfg, db, createLogger({ level: 'silent' })).deliverQueue,
   }
 }
 

@@ -9,10 +9,13 @@ import { SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
 import { type IngestServer, startIngest } from '@moat/ingest'
 import type { Logger } from '@moat/log'
-import { type Consumer, PostgresQueue } from '@moat/queue'
+import { type Check, metrics, type OpsServer, startOpsServer } from '@moat/metrics'
+import type { Consumer, OutboxRelay, Queue } from '@moat/queue'
+import { sql } from 'drizzle-orm'
 import {
   CLAMD_BINARY,
   ClamdScanner,
+  clamdAnswers,
   clamdPing,
   createDetector,
   type LocalClamd,
@@ -21,6 +24,7 @@ import {
   type VirusScanner,
 } from '@moat/scan'
 
+import { openQueues } from './queues'
 import { SERVICES, type ServiceName } from './services'
 
 export { SERVICES, type ServiceName }
@@ -28,8 +32,12 @@ export { SERVICES, type ServiceName }
 export interface Stack {
   database: Database
   store: ObjectStore
-  scanQueue: PostgresQueue<ScanJob>
-  deliverQueue: PostgresQueue<DeliverJob>
+  scanQueue: Queue<ScanJob>
+  deliverQueue: Queue<DeliverJob>
+  /** with `MOAT_QUEUE=sqs`: the outbox relay this process runs */
+  relay: OutboxRelay | undefined
+  /** `/healthz`, `/readyz` and `/metrics` on `MOAT_METRICS_HOST:MOAT_METRICS_PORT` */
+  ops: OpsServer
   ingest: IngestServer | undefined
   api: ApiServer | undefined
   /** metering, plans and Stripe: the billing cycle, and the webhook listener when Stripe is configured */
@@ -37,7 +45,11 @@ export interface Stack {
   running: ServiceName[]
   /** the clamd the scan worker uses, in words, for the start banner */
   clamd: string | undefined
-  /** Graceful stop: no new SMTP sessions, workers finish or release their jobs. */
+  /**
+   * Graceful stop within `MOAT_SHUTDOWN_SECONDS`: readiness turns 503, ingest takes no new
+   * sessions and finishes open transactions (or answers 421), workers finish their jobs or
+   * release them to the queue, the outbox relay hands over what was committed.
+   */
   close(): Promise<void>
 }
 
@@ -75,9 +87,11 @@ export async function startStack(
   }
   const db = database.db
   const store = options.store ?? objectStore(config)
-  const queueOptions = { maxReceives: config.queue.maxReceives, pollMs: config.queue.pollMs }
-  const scanQueue = new PostgresQueue<ScanJob>(db, 'scan', queueOptions)
-  const deliverQueue = new PostgresQueue<DeliverJob>(db, 'deliver', queueOptions)
+  const { scanQueue, deliverQueue, relay } = openQueues(config, db, log)
+  const checks: Record<string, Check> = {
+    database: () => db.execute(sql`select 1`),
+    queue: () => scanQueue.depth(),
+  }
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
@@ -86,7 +100,9 @@ export async function startStack(
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
   let clamdInWords: string | undefined
+  let ops: OpsServer | undefined
   try {
+    relay?.start()
     if (only.includes('scan')) {
       let target = config.scan.clamd
       if (target === 'auto' && config.scan.virusScan && !options.scanner) {
@@ -96,6 +112,11 @@ export async function startStack(
       }
       const clamdTarget = target === 'auto' ? { host: '127.0.0.1', port: 3310 } : target
       const scanner = options.scanner ?? new ClamdScanner(clamdTarget, config.scan.clamdTimeoutMs)
+      if (config.scan.virusScan && !options.scanner) {
+        checks.clamd = async () => {
+          if (!(await clamdAnswers(clamdTarget))) throw new Error(`clamd at ${clamdInWords} does not answer PING`)
+        }
+      }
       consumers.push(
         startScanWorker({
           config,
@@ -136,35 +157,82 @@ export async function startStack(
         stripe: options.stripe,
       })
     }
+    ops = await startOpsServer({
+      host: config.metrics.host,
+      port: config.metrics.port,
+      checks,
+      collect: () => collectGauges(db, { scan: scanQueue, deliver: deliverQueue }, relay),
+      log: log.child({ component: 'ops' }),
+    })
   } catch (err) {
     await api?.close()
     await ingest?.close()
     await Promise.all(consumers.map((c) => c.stop(1000)))
+    await relay?.stop()
     await localClamd?.stop()
     await database.close()
     throw err
   }
 
+  const startedOps = ops
   return {
     database,
     store,
     scanQueue,
     deliverQueue,
+    relay,
+    ops: startedOps,
     ingest,
     api,
     billing,
     running: [...only],
     clamd: clamdInWords,
     async close() {
-      await api?.close()
-      await billing?.close()
-      await ingest?.close()
-      await Promise.all(consumers.map((c) => c.stop(30_000)))
+      const deadline = config.shutdownMs
+      startedOps.draining()
+      // ingest and the workers wind down side by side, each within the deadline
+      await Promise.all([
+        api?.close(),
+        billing?.close(),
+        ingest?.close(deadline),
+        ...consumers.map((c) => c.stop(deadline)),
+      ])
+      // last: the outbox rows the finished work committed are sent before the process goes
+      if (relay) {
+        await relay.stop()
+        await Promise.race([relay.flush().catch(() => 0), new Promise((r) => setTimeout(r, 2_000))])
+      }
       smtp?.close()
       await localClamd?.stop()
+      await startedOps.close()
       await database.close()
     },
   }
+}
+
+/** Fills the gauges that need a query, when Prometheus scrapes. */
+async function collectGauges(
+  db: Database['db'],
+  queues: Record<string, Queue<unknown>>,
+  relay: OutboxRelay | undefined,
+): Promise<void> {
+  await Promise.all([
+    ...Object.entries(queues).map(async ([name, queue]) => {
+      const [depth, age] = await Promise.all([queue.depth(), queue.oldestAgeSeconds?.() ?? 0])
+      metrics.queueDepth.set({ queue: name, state: 'visible' }, depth.visible)
+      metrics.queueDepth.set({ queue: name, state: 'delayed' }, depth.delayed)
+      metrics.queueDepth.set({ queue: name, state: 'in_flight' }, depth.inFlight)
+      metrics.queueDepth.set({ queue: name, state: 'dead' }, depth.dead)
+      metrics.queueOldestAge.set({ queue: name }, age)
+    }),
+    db
+      .execute<{ n: number }>(sql`select count(*)::int as n from recipients where status = 'deferred'`)
+      .then(([row]) => metrics.retryBacklog.set(row?.n ?? 0)),
+    relay?.backlog().then((b) => {
+      metrics.outboxBacklog.set(b.rows)
+      metrics.outboxOldestAge.set(b.oldestSeconds)
+    }),
+  ])
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   tenants,
 } from '@moat/db'
 import type { Logger } from '@moat/log'
+import { metrics } from '@moat/metrics'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, gte, inArray } from 'drizzle-orm'
 import type { SendOutcome, SmtpClient } from './smtp-client'
@@ -128,6 +129,7 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
         reply: result.reply,
         durationMs: Date.now() - started,
       })
+      metrics.deliveryAttempts.inc({ result: attempts[attempts.length - 1]?.outcome ?? 'deferred' })
       // temporary refusals are tried at the next destination; permanent ones are final
       left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
     }

@@ -4,6 +4,7 @@ import type { Config } from '@moat/config'
 import { findAcceptingDomain, recordEvent, type ScanJob } from '@moat/core'
 import { type Db, messages, newId, recipients } from '@moat/db'
 import type { Logger } from '@moat/log'
+import { metrics } from '@moat/metrics'
 import type { Queue } from '@moat/queue'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
 import { keepExplicitStatusCodes, reply, SmtpReply } from './smtp-replies'
@@ -19,7 +20,12 @@ export interface IngestDeps {
 
 export interface IngestServer {
   port: number
-  close(): Promise<void>
+  /**
+   * Graceful stop: no new connections; idle sessions get `421` at once; a transaction under way
+   * finishes (its message is stored and answered `250`), and the next `MAIL FROM` gets `421`.
+   * Sessions still open after `deadlineMs` get `421` and are closed.
+   */
+  close(deadlineMs?: number): Promise<void>
 }
 
 interface AcceptedRecipient {
@@ -44,6 +50,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   })
   const accepted = new WeakMap<SMTPServerSession['envelope'], AcceptedRecipient[]>()
   const lookupDomain = cachedFor(DOMAIN_CACHE_MS, (domain: string) => findAcceptingDomain(deps.db, domain))
+  let closing = false
 
   const server = new SMTPServer({
     name: config.hostname,
@@ -62,6 +69,20 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
 
     onConnect(session, callback) {
       log.debug({ sessionId: session.id, ip: session.remoteAddress }, 'connection')
+      metrics.smtpSessions.inc()
+      metrics.smtpSessionsOpen.inc()
+      callback()
+    },
+
+    onClose() {
+      metrics.smtpSessionsOpen.dec()
+    },
+
+    onMailFrom(_address, _session, callback) {
+      if (closing) {
+        callback(reply.shuttingDown())
+        return
+      }
       callback()
     },
 
@@ -131,8 +152,28 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
 
   return {
     port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close(deadlineMs = 30_000) {
+      closing = true
+      // smtp-server stops listening, waits `closeTimeout` for open sessions, then sends them 421
+      ;(server as unknown as { options: { closeTimeout: number } }).options.closeTimeout = deadlineMs
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      // sessions between transactions have nothing to finish: 421 now, so they retry elsewhere
+      for (const connection of (server as unknown as { connections: Set<OpenConnection> }).connections) {
+        if (!connection.session?.envelope?.mailFrom && !connection._dataStream) {
+          // smtp-server closes the connection after any 421
+          connection.send(421, reply.shuttingDown().message)
+        }
+      }
+      return closed
+    },
   }
+}
+
+/** What `close()` reaches into on smtp-server's connections (not part of its typed API). */
+interface OpenConnection {
+  session?: { envelope?: { mailFrom?: unknown } }
+  _dataStream?: unknown
+  send(code: number, message: string): void
 }
 
 /** How long a recipient domain's lookup is reused: a newly verified domain takes effect within this. */

@@ -3,6 +3,7 @@ export { createDetector } from './detector'
 export { type FeedbackDeps, releaseMessage, reportSpam } from './feedback'
 export {
   CLAMD_BINARY,
+  clamdAnswers,
   clamdPing,
   EICAR,
   EICAR_SIGNATURE,

@@ -93,8 +93,13 @@ export async function startLocalClamd(options: {
 
 /** Whether a clamd answers PING at `port` on loopback. */
 export function clamdPing(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return clamdAnswers({ host, port })
+}
+
+/** Whether a clamd answers PING at a TCP address or a unix socket. */
+export function clamdAnswers(target: { host: string; port: number } | { socket: string }): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, host)
+    const socket = 'socket' in target ? net.connect(target.socket) : net.connect(target.port, target.host)
     let reply = ''
     socket.setTimeout(1000)
     socket.on('connect', () => socket.write('zPING\0'))

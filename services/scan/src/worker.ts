@@ -18,6 +18,7 @@ import {
   TenantOverlays,
 } from '@moat/detect'
 import type { Logger } from '@moat/log'
+import { metrics } from '@moat/metrics'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq } from 'drizzle-orm'
 import { ScannerUnavailableError, type VirusScanner } from './clamd'
@@ -89,6 +90,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
       { err: err.message, retryIn: deps.config.scan.retrySeconds },
       'virus scanner unavailable; will retry',
     )
+    metrics.scanDeferred.inc()
     await db.transaction(async (tx) => {
       await recordEvent(tx, message, 'scan_deferred', {
         reason: err.message,
@@ -100,11 +102,12 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
     return
   }
   const durationMs = Date.now() - started
+  metrics.scanDuration.observe({ action: verdict.action }, durationMs / 1000)
 
   const status = { deliver: 'queued', tag: 'queued', quarantine: 'quarantined', discard: 'discarded' }[
     verdict.action
   ]
-  await db.transaction(async (tx) => {
+  const recorded = await db.transaction(async (tx) => {
     const updated = await tx
       .update(messages)
       .set({
@@ -118,7 +121,11 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
       })
       .where(and(eq(messages.id, messageId), eq(messages.status, 'received')))
       .returning({ id: messages.id })
-    if (!updated.length) return // another worker finished it first
+    if (!updated.length) {
+      // another worker (a duplicate of this job) finished it first: nothing to record twice
+      await deps.scanQueue.delete(job.receipt, { tx })
+      return false
+    }
     const delivering = verdict.action === 'deliver' || verdict.action === 'tag'
     // statements that do not depend on each other are pipelined on the transaction's connection
     const [, domainsToDeliver] = await Promise.all([
@@ -164,7 +171,13 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
     for (const { domainId } of domainsToDeliver)
       followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
     await Promise.all(followUps)
+    return true
   })
+  if (!recorded) {
+    jobLog.debug('scanned by another worker meanwhile; dropping duplicate job')
+    return
+  }
+  metrics.scanVerdicts.inc({ action: verdict.action, virus: verdict.virusScan })
   jobLog.info({ action: verdict.action, score: verdict.score, reason: verdict.reason, durationMs }, 'scanned')
 }
 
