@@ -51,7 +51,11 @@ export async function startOpsServer(options: {
       runChecks(options.checks).then((results) => {
         const ok = Object.values(results).every((r) => r === 'ok')
         metrics.ready.set(ok ? 1 : 0)
-        send(ok ? 200 : 503, 'application/json', `${JSON.stringify({ status: ok ? 'ready' : 'not ready', checks: results })}\n`)
+        send(
+          ok ? 200 : 503,
+          'application/json',
+          `${JSON.stringify({ status: ok ? 'ready' : 'not ready', checks: results })}\n`,
+        )
       })
       return
     }
@@ -104,7 +108,10 @@ async function runChecks(checks: Record<string, Check>): Promise<Record<string, 
         await Promise.race([
           check(),
           new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS)
+            timer = setTimeout(
+              () => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)),
+              CHECK_TIMEOUT_MS,
+            )
           }),
         ])
         return [name, 'ok'] as const

@@ -11,7 +11,6 @@ import { type IngestServer, startIngest } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Check, metrics, type OpsServer, startOpsServer } from '@moat/metrics'
 import type { Consumer, OutboxRelay, Queue } from '@moat/queue'
-import { sql } from 'drizzle-orm'
 import {
   CLAMD_BINARY,
   ClamdScanner,
@@ -23,6 +22,7 @@ import {
   startScanWorker,
   type VirusScanner,
 } from '@moat/scan'
+import { sql } from 'drizzle-orm'
 
 import { openQueues } from './queues'
 import { SERVICES, type ServiceName } from './services'
@@ -114,7 +114,8 @@ export async function startStack(
       const scanner = options.scanner ?? new ClamdScanner(clamdTarget, config.scan.clamdTimeoutMs)
       if (config.scan.virusScan && !options.scanner) {
         checks.clamd = async () => {
-          if (!(await clamdAnswers(clamdTarget))) throw new Error(`clamd at ${clamdInWords} does not answer PING`)
+          if (!(await clamdAnswers(clamdTarget)))
+            throw new Error(`clamd at ${clamdInWords} does not answer PING`)
         }
       }
       consumers.push(

@@ -50,7 +50,6 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   })
   const accepted = new WeakMap<SMTPServerSession['envelope'], AcceptedRecipient[]>()
   const lookupDomain = cachedFor(DOMAIN_CACHE_MS, (domain: string) => findAcceptingDomain(deps.db, domain))
-  let closing = false
 
   const server = new SMTPServer({
     name: config.hostname,
@@ -76,14 +75,6 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
 
     onClose() {
       metrics.smtpSessionsOpen.dec()
-    },
-
-    onMailFrom(_address, _session, callback) {
-      if (closing) {
-        callback(reply.shuttingDown())
-        return
-      }
-      callback()
     },
 
     onRcptTo(address, session, callback) {
@@ -153,8 +144,9 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   return {
     port,
     close(deadlineMs = 30_000) {
-      closing = true
-      // smtp-server stops listening, waits `closeTimeout` for open sessions, then sends them 421
+      // smtp-server stops listening, answers any further command with `421 4.4.2 Server shutting
+      // down` (a transaction's DATA in progress still completes), waits `closeTimeout` for open
+      // sessions, then sends them 421
       ;(server as unknown as { options: { closeTimeout: number } }).options.closeTimeout = deadlineMs
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       // sessions between transactions have nothing to finish: 421 now, so they retry elsewhere
