@@ -173,6 +173,9 @@ const schema = z.object({
   MOAT_DNS_SERVERS: list.optional(),
 })
 
+/** The name of every environment variable Moat reads (the deployment test checks the Helm chart sets each). */
+export const ENV_VARS: readonly string[] = Object.keys(schema.shape)
+
 export type Config = {
   databaseUrl: string | undefined
   dataDir: string
