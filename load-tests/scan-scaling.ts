@@ -37,14 +37,24 @@ const { values: args } = parseArgs({
 })
 const count = Number(args.count)
 const workerCounts = (args.workers ?? '1,2,4').split(',').map(Number)
-const words = 'invoice meeting project report schedule offer account delivery update team budget review'.split(' ')
+const words =
+  'invoice meeting project report schedule offer account delivery update team budget review'.split(' ')
 
 function message(i: number): { from: string; to: string; subject: string; text: string } {
   const body = Array.from({ length: 400 }, (_, k) => words[(i * 7 + k * 13) % words.length]).join(' ')
-  return { from: `sender${i % 50}@example.org`, to: `user${i % 20}@bench.test`, subject: `Message ${i}`, text: body }
+  return {
+    from: `sender${i % 50}@example.org`,
+    to: `user${i % 20}@bench.test`,
+    subject: `Message ${i}`,
+    text: body,
+  }
 }
 
-async function run(workers: number, clamd: Clamd, modelFile: string): Promise<{ seconds: number; rate: number }> {
+async function run(
+  workers: number,
+  clamd: Clamd,
+  modelFile: string,
+): Promise<{ seconds: number; rate: number }> {
   const h: Harness = await startHarness({
     only: ['ingest'],
     env: {
@@ -116,7 +126,9 @@ try {
   for (const workers of workerCounts) {
     const r = await run(workers, clamd, modelFile)
     results.push({ workers, ...r })
-    console.log(`${workers} worker(s): ${count} messages in ${r.seconds.toFixed(2)} s = ${r.rate.toFixed(1)} msg/s`)
+    console.log(
+      `${workers} worker(s): ${count} messages in ${r.seconds.toFixed(2)} s = ${r.rate.toFixed(1)} msg/s`,
+    )
   }
 } finally {
   await clamd.stop()

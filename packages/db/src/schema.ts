@@ -155,9 +155,7 @@ export const recipients = pgTable(
   (t) => [
     index('recipients_message').on(t.messageId),
     // the retry backlog metric counts these
-    index('recipients_deferred')
-      .on(t.status)
-      .where(sql`status = 'deferred'`),
+    index('recipients_deferred').on(t.status).where(sql`status = 'deferred'`),
   ],
 )
 
