@@ -38,9 +38,10 @@ export interface SmtpSink {
 
 /**
  * A real SMTP server on loopback standing for a customer's mail server: it stores what it
- * receives and can refuse recipients on demand. Pass a port to come back up on the same port.
+ * receives and can refuse recipients on demand. Pass a port to come back up on the same port, and
+ * a host (127.0.0.2, 127.0.0.3…) to stand for several MX hosts on one port.
  */
-export async function startSmtpSink(options: { port?: number } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(options: { port?: number; host?: string } = {}): Promise<SmtpSink> {
   const waiters: (() => void)[] = []
   const sink: SmtpSink = {
     port: 0,
@@ -96,7 +97,7 @@ export async function startSmtpSink(options: { port?: number } = {}): Promise<Sm
   server.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject)
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve())
   })
   sink.port = (server.server.address() as net.AddressInfo).port
   sink.stop = () => new Promise<void>((resolve) => server.close(() => resolve()))

@@ -14,8 +14,10 @@ import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
 import { registerAudit } from './routes/audit'
+import { registerDkim } from './routes/dkim'
 import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
+import { registerOutbound } from './routes/outbound'
 import { registerPolicies } from './routes/policies'
 import { registerQuarantine } from './routes/quarantine'
 
@@ -90,7 +92,14 @@ export function createApi(deps: ApiDeps): Api {
 
   const limiters = createLimiters(deps.limits)
   app.use('/v1/*', authenticate(deps.db, limiters.apiKey))
-  for (const path of ['/v1/domains', '/v1/api-keys', '/v1/lists']) app.use(path, idempotent(deps.db))
+  for (const path of [
+    '/v1/domains',
+    '/v1/api-keys',
+    '/v1/lists',
+    '/v1/smtp-credentials',
+    '/v1/relay-networks',
+  ])
+    app.use(path, idempotent(deps.db))
   registerAccounts(app, deps, limiters)
   registerApiKeys(app, deps)
   registerDomains(app, deps)
@@ -98,6 +107,8 @@ export function createApi(deps: ApiDeps): Api {
   registerMessages(app, deps)
   registerQuarantine(app, deps)
   registerAudit(app, deps)
+  registerOutbound(app, deps)
+  registerDkim(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
   app.openAPIRegistry.registerComponent('securitySchemes', 'session', {

@@ -153,6 +153,9 @@ export function startBanner(cfg: Config, stack: Stack): void {
     stack.ingest
       ? `  SMTP (inbound MX)   ${cfg.smtp.host}:${stack.ingest.port}  STARTTLS, max ${cfg.smtp.maxMessageBytes} bytes`
       : '',
+    stack.submission
+      ? `  SMTP (submission)   ${cfg.smtp.host}:${stack.submission.port} STARTTLS + AUTH, ${cfg.smtp.host}:${stack.submission.securePort} implicit TLS`
+      : '',
     stack.api ? `  REST API            ${stack.api.url}  (docs ${stack.api.url}/docs)` : '',
     `  database            ${db}`,
     `  messages stored in  ${cfg.dataDir}/objects`,

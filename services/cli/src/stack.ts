@@ -2,11 +2,11 @@ import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import type { DeliverJob, ScanJob } from '@moat/core'
+import { createResolver, type DeliverJob, type ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
-import { SmtpClient, startDeliverWorker } from '@moat/deliver'
+import { SenderPools, SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
-import { type IngestServer, startIngest } from '@moat/ingest'
+import { type IngestServer, type SubmissionServer, startIngest, startSubmission } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Consumer, PostgresQueue } from '@moat/queue'
 import {
@@ -30,6 +30,7 @@ export interface Stack {
   scanQueue: PostgresQueue<ScanJob>
   deliverQueue: PostgresQueue<DeliverJob>
   ingest: IngestServer | undefined
+  submission: SubmissionServer | undefined
   api: ApiServer | undefined
   running: ServiceName[]
   /** the clamd the scan worker uses, in words, for the start banner */
@@ -71,6 +72,7 @@ export async function startStack(
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
+  let submission: SubmissionServer | undefined
   let api: ApiServer | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
@@ -104,12 +106,31 @@ export async function startStack(
         timeoutMs: config.deliver.timeoutMs,
         maxConnections: config.deliver.connectionsPerServer,
       })
+      const pools = new SenderPools(config.outbound.pools, config.outbound.cooldownSeconds * 1000)
       consumers.push(
-        startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }),
+        startDeliverWorker({
+          config,
+          db,
+          store,
+          smtp,
+          deliverQueue,
+          pools,
+          resolver: createResolver(config.dnsServers),
+          log: log.child({ service: 'deliver' }),
+        }),
       )
     }
     if (only.includes('ingest')) {
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
+    }
+    if (only.includes('submission')) {
+      submission = await startSubmission({
+        config,
+        db,
+        store,
+        scanQueue,
+        log: log.child({ service: 'submission' }),
+      })
     }
     if (only.includes('api')) {
       const apiLog = log.child({ service: 'api' })
@@ -118,6 +139,7 @@ export async function startStack(
       api = await startApi({ config, db, log: apiLog, mail: { store, deliverQueue, model } })
     }
   } catch (err) {
+    await submission?.close()
     await ingest?.close()
     await Promise.all(consumers.map((c) => c.stop(1000)))
     await localClamd?.stop()
@@ -131,11 +153,13 @@ export async function startStack(
     scanQueue,
     deliverQueue,
     ingest,
+    submission,
     api,
     running: [...only],
     clamd: clamdInWords,
     async close() {
       await api?.close()
+      await submission?.close()
       await ingest?.close()
       await Promise.all(consumers.map((c) => c.stop(30_000)))
       smtp?.close()

@@ -13,6 +13,9 @@ import {
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
+import type { MxResolver } from './mx'
+import { deliverOutbound } from './outbound'
+import type { SenderPools } from './pools'
 import type { SendOutcome, SmtpClient } from './smtp-client'
 
 export interface DeliverDeps {
@@ -21,6 +24,10 @@ export interface DeliverDeps {
   store: ObjectStore
   smtp: SmtpClient
   deliverQueue: Queue<DeliverJob>
+  /** egress paths: `default` and tenants' pools for outbound mail, `inbound` for customers' servers */
+  pools: SenderPools
+  /** MX lookups for outbound mail (MOAT_DNS_SERVERS) */
+  resolver: MxResolver
   log: Logger
 }
 
@@ -55,6 +62,7 @@ interface AttemptRecord {
  */
 export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>): Promise<void> {
   const { db, config, log } = deps
+  if ('domain' in job.body) return deliverOutbound(deps, job, job.body.domain)
   const { messageId, domainId } = job.body
   const jobLog = log.child({ messageId, jobId: job.id })
   const [message] = await db.select().from(messages).where(eq(messages.id, messageId))
@@ -80,6 +88,8 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   const attempts: AttemptRecord[] = []
   const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
   let left = pending.map((r) => r.address)
+  // inbound delivery leaves through its own pool, so an outbound blocklisting never touches it
+  const identity = deps.pools.has('inbound') ? deps.pools.order('inbound')[0] : undefined
 
   for (const route of routes) {
     if (!left.length) break
@@ -88,7 +98,11 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     try {
       // the delivered copy carries the scan's headers; the stored original is never changed
       const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
-      result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
+      result = await deps.smtp.send(
+        { host: route.host, port: route.port, localAddress: identity?.bindIp, helo: identity?.helo },
+        { from: message.mailFrom, to: left },
+        raw,
+      )
     } catch (err) {
       result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
       result.refused = left.map((address) => ({ address, code: null, reply: result.reply, permanent: false }))
@@ -200,7 +214,7 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
 }
 
 /** The message's status, summed up from its recipients. */
-async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
+export async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
   const rows = await tx
     .select({ status: recipients.status })
     .from(recipients)
