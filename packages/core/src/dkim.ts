@@ -123,16 +123,14 @@ export async function checkDkimKeys(
     let published = false
     try {
       const txt = (await resolver.resolveTxt(name)).map((chunks) => chunks.join(''))
+      // tag=value pairs; a value (base64) may itself end in '='
       const tags = txt.map(
         (v) =>
           new Map(
-            v.split(';').map(
-              (t) =>
-                t
-                  .trim()
-                  .split('=')
-                  .map((s) => s.trim()) as [string, string],
-            ),
+            v.split(';').map((t) => {
+              const at = t.indexOf('=')
+              return [t.slice(0, at).trim(), t.slice(at + 1).trim()] as [string, string]
+            }),
           ),
       )
       published = tags.some((t) => (t.get('p') ?? '').replace(/\s+/g, '') === key.publicKey)

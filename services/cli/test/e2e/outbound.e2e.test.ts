@@ -16,6 +16,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const clamdUrl = inject('clamdUrl')
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON answers, which the assertions check
+type Json = any
+
 /**
  * Outbound relay end to end: a customer's client submits over SMTP (STARTTLS + AUTH, or implicit
  * TLS), Moat scans it with a real clamd, signs it with the domain's DKIM key and delivers it to
@@ -39,7 +42,7 @@ describe.skipIf(!clamdUrl)(`outbound relay over real SMTP ${inject('clamdMissing
       headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     })
-    return { status: res.status, body: res.status === 204 ? null : await res.json() }
+    return { status: res.status, body: (res.status === 204 ? null : await res.json()) as Json }
   }
 
   async function credential(name: string) {
@@ -107,7 +110,7 @@ describe.skipIf(!clamdUrl)(`outbound relay over real SMTP ${inject('clamdMissing
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ tenant: 'acme', email: 'owner@acme.test', password: 'a long password' }),
-    }).then((r) => r.json())
+    }).then((r) => r.json() as Promise<Json>)
     tenantId = signup.tenant.id
     const login = await fetch(`${h.apiUrl}/v1/login`, {
       method: 'POST',
@@ -120,7 +123,7 @@ describe.skipIf(!clamdUrl)(`outbound relay over real SMTP ${inject('clamdMissing
       headers: { cookie, 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'test' }),
     })
-      .then((r) => r.json())
+      .then((r) => r.json() as Promise<Json>)
       .then((b) => b.key)
     const domain = await api('POST', '/v1/domains', { name: 'acme.test' })
     domainId = domain.body.id
