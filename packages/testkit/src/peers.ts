@@ -41,7 +41,16 @@ export interface SmtpSink {
  * receives and can refuse recipients on demand. Pass a port to come back up on the same port, and
  * a host (127.0.0.2, 127.0.0.3…) to stand for several MX hosts on one port.
  */
-export async function startSmtpSink(options: { port?: number; host?: string } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(
+  options: {
+    port?: number
+    /** offer STARTTLS (the default) */
+    starttls?: boolean
+    banner?: string
+    /** a loopback address other than 127.0.0.1, to stand for several MX hosts on one port */
+    host?: string
+  } = {},
+): Promise<SmtpSink> {
   const waiters: (() => void)[] = []
   const sink: SmtpSink = {
     port: 0,
@@ -69,6 +78,8 @@ export async function startSmtpSink(options: { port?: number; host?: string } = 
     authOptional: true,
     logger: false,
     disableReverseLookup: true,
+    ...(options.starttls === false ? { disabledCommands: ['STARTTLS'] } : {}),
+    ...(options.banner ? { banner: options.banner } : {}),
     onRcptTo(address, _session, callback) {
       const refusal = sink.rcptReply?.(address.address)
       if (refusal) {

@@ -56,6 +56,8 @@ export interface TestApi {
     },
   ): Promise<string>
   deliverQueue: PostgresQueue<DeliverJob>
+  /** the raw messages */
+  store: LocalObjectStore
   close(): Promise<void>
 }
 
@@ -64,7 +66,12 @@ export interface TestApi {
  * DATABASE_URL), with a DNS server on loopback for domain verification.
  */
 export async function startTestApi(
-  options: { limits?: RateLimits; portalOrigin?: string } = {},
+  options: {
+    limits?: RateLimits
+    portalOrigin?: string
+    adminToken?: string
+    domainRecheckSeconds?: number
+  } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
   await runMigrations(testDb.url)
@@ -81,7 +88,10 @@ export async function startTestApi(
         port: 0,
         ratePerMinute: options.limits?.apiPerMinute ?? 600,
         portalOrigin: options.portalOrigin,
+        adminToken: options.adminToken,
+        domainRecheckSeconds: options.domainRecheckSeconds ?? 3600,
       },
+      hostname: 'mx.moat.test',
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
     },
@@ -112,6 +122,7 @@ export async function startTestApi(
     database,
     call,
     deliverQueue,
+    store,
     async message(tenantId, o = {}) {
       const from = o.from ?? 'sender@spam.example'
       const to = o.to ?? `user@${tenantId}.test`

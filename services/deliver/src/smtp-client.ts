@@ -5,6 +5,8 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool'
 export interface Destination {
   host: string
   port: number
+  /** `required`: STARTTLS or no delivery (the certificate is not checked: customers' servers often have their own) */
+  tls?: 'opportunistic' | 'required' | string
   /** the local address to connect from (an egress path's bind IP) */
   localAddress?: string | undefined
   /** the EHLO name; Moat's host name when unset */
@@ -48,6 +50,7 @@ export class SmtpClient {
   constructor(private readonly options: { hostname: string; timeoutMs: number; maxConnections?: number }) {}
 
   private pool(dest: Destination): Transporter<SMTPPool.SentMessageInfo> {
+    const requireTLS = dest.tls === 'required'
     const key = JSON.stringify([
       dest.host,
       dest.port,
@@ -56,6 +59,7 @@ export class SmtpClient {
       dest.secure,
       dest.auth?.user,
       dest.servername,
+      requireTLS,
     ])
     let pool = this.pools.get(key)
     if (!pool) {
@@ -64,6 +68,7 @@ export class SmtpClient {
         host: dest.host,
         port: dest.port,
         secure: dest.secure ?? false,
+        requireTLS,
         name: dest.helo ?? this.options.hostname,
         ...(dest.localAddress ? { localAddress: dest.localAddress } : {}),
         ...(dest.auth ? { auth: dest.auth } : {}),
@@ -104,6 +109,16 @@ export class SmtpClient {
           refused: e.rejected.map((address, i) => refusal(String(address), e.rejectedErrors?.[i] ?? e)),
           reply: e.response ?? e.message,
           code: e.responseCode ?? null,
+        }
+      }
+      if (e.code === 'ETLS') {
+        // no TLS where it is required: the mail waits for the customer to fix their server or route
+        const reply = `TLS could not be set up (STARTTLS: ${e.response ?? e.message}); this destination requires TLS, so the mail waits`
+        return {
+          accepted: [],
+          refused: envelope.to.map((address) => ({ address, code: null, reply, permanent: false })),
+          reply,
+          code: null,
         }
       }
       const code = e.responseCode ?? null

@@ -248,10 +248,13 @@ async function checkMailFrom(
   mailFrom: string,
 ): Promise<SmtpReply | undefined> {
   const [tenant] = await deps.db
-    .select({ status: tenants.status })
+    .select({ status: tenants.status, reason: tenants.suspendedReason, note: tenants.suspendedNote })
     .from(tenants)
     .where(eq(tenants.id, submitter.tenantId))
-  if (tenant?.status !== 'active') return submissionReply.tenantSuspended('the account is suspended')
+  if (tenant?.status !== 'active') {
+    const why = tenant?.reason === 'billing' ? 'suspended for billing' : 'suspended by the operator'
+    return submissionReply.tenantSuspended(tenant?.note ? `${why}: ${tenant.note}` : why)
+  }
   if (mailFrom) {
     const why = await checkSenderDomain(deps.db, submitter, domainOf(mailFrom))
     if (why) return submissionReply.senderRefused(why)

@@ -1,5 +1,5 @@
 import { Resolver } from 'node:dns/promises'
-import { tenants } from '@moat/db'
+import { resumeTenant, suspendTenant } from '@moat/core'
 import {
   EICAR,
   freePort,
@@ -9,7 +9,6 @@ import {
   startHarness,
   startSmtpSink,
 } from '@moat/testkit'
-import { eq } from 'drizzle-orm'
 import { dkimVerify } from 'mailauth/lib/dkim/verify'
 import nodemailer from 'nodemailer'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -414,7 +413,8 @@ describe.skipIf(!clamdUrl)(`outbound relay over real SMTP ${inject('clamdMissing
     expect(info.response).toMatch(/^250 /)
     await bravoMx.waitFor(before + 1)
 
-    await h.stack.database.db.update(tenants).set({ status: 'suspended' }).where(eq(tenants.id, tenantId))
+    const db = h.stack.database.db
+    await suspendTenant(db, { tenantId, reason: 'billing', note: 'invoice overdue', actor: 'test' })
     try {
       const refused = await relay
         .sendMail({
@@ -423,10 +423,10 @@ describe.skipIf(!clamdUrl)(`outbound relay over real SMTP ${inject('clamdMissing
         })
         .catch((e: { response?: string }) => e)
       expect((refused as { response?: string }).response).toBe(
-        '451 4.7.1 Sending is suspended for this account (the account is suspended); try again once it is resumed',
+        '451 4.7.1 Sending is suspended for this account (suspended for billing: invoice overdue); try again once it is resumed',
       )
     } finally {
-      await h.stack.database.db.update(tenants).set({ status: 'active' }).where(eq(tenants.id, tenantId))
+      await resumeTenant(db, { tenantId, reason: 'billing', actor: 'test' })
     }
   })
 })
