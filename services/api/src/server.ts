@@ -74,10 +74,12 @@ export function startDomainRechecks(options: {
   intervalSeconds: number
 }): { stop(): void } {
   const tickMs = Math.min(60, options.intervalSeconds) * 1000
-  let running: Promise<void> | undefined
-  const tick = () => {
-    running ??= withAuditSource('system', async () => {
-      try {
+  let busy = false
+  const tick = async () => {
+    if (busy) return // the previous round is still going
+    busy = true
+    try {
+      await withAuditSource('system', async () => {
         // batches until nothing is due, so a large backlog is not spread over many ticks
         for (;;) {
           const { checked, failed } = await recheckDomains(options.db, options.resolver, {
@@ -87,14 +89,14 @@ export function startDomainRechecks(options: {
           if (checked) options.log?.info({ checked, failed }, 'domains re-checked')
           if (checked < 100) break
         }
-      } catch (err) {
-        options.log?.warn({ err }, 'domain re-check failed; trying again later')
-      } finally {
-        running = undefined
-      }
-    })
+      })
+    } catch (err) {
+      options.log?.warn({ err }, 'domain re-check failed; trying again later')
+    } finally {
+      busy = false
+    }
   }
-  const timer = setInterval(tick, tickMs)
+  const timer = setInterval(() => void tick(), tickMs)
   timer.unref()
   return { stop: () => clearInterval(timer) }
 }

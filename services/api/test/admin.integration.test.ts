@@ -61,7 +61,7 @@ describe('operator routes', () => {
     })
     const res = await app.request('/v1/admin/tenants', { headers: { authorization: `Bearer ${TOKEN}` } })
     expect(res.status).toBe(401)
-    expect((await res.json()).detail).toBe(
+    expect(((await res.json()) as { detail: string }).detail).toBe(
       'the operator routes are turned off: set MOAT_ADMIN_TOKEN to use them',
     )
   })
