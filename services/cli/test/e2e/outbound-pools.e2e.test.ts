@@ -1,7 +1,13 @@
-import { createSmtpCredential, VERIFICATION_PREFIX } from '@moat/core'
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { createSmtpCredential, getOutboundSettings, VERIFICATION_PREFIX } from '@moat/core'
 import { freePort, type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
 import nodemailer, { type Transporter } from 'nodemailer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const execFileP = promisify(execFile)
+const MOAT = path.resolve(import.meta.dirname, '../../bin/moat.js')
 
 /**
  * A sender pool of three smart hosts (`mailx1` weight 3, `mailx2` weight 1, `mailx3` weight 1),
@@ -14,6 +20,7 @@ describe('sender pool of smart hosts', () => {
   const sinks: SmtpSink[] = []
   const ports: number[] = []
   let transport: Transporter
+  let tenantId: string
 
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) ports.push(await freePort())
@@ -37,7 +44,7 @@ describe('sender pool of smart hosts', () => {
       },
       only: ['submission', 'scan', 'deliver'],
     })
-    const { tenantId } = await h.customer({ tenant: 'pooled', domain: 'pooled.test', destinations: [] })
+    ;({ tenantId } = await h.customer({ tenant: 'pooled', domain: 'pooled.test', destinations: [] }))
     expect(h.dns.zones.get('pooled.test')?.txt?.[0]).toMatch(new RegExp(`^${VERIFICATION_PREFIX}`))
     const { username, password } = await createSmtpCredential(h.stack.database.db, {
       tenantId,
@@ -90,5 +97,20 @@ describe('sender pool of smart hosts', () => {
       await new Promise((r) => setTimeout(r, 200))
     }
     expect(mailx3.messages.length).toBeGreaterThan(0)
+  })
+
+  it('the operator assigns a tenant to a configured pool with `moat tenant pool`', async () => {
+    const moat = (...args: string[]) =>
+      execFileP(process.execPath, [MOAT, ...args], { env: { ...process.env, ...h.env } }).then(
+        (r) => ({ ...r, code: 0 }),
+        (e: { stdout: string; stderr: string; code: number }) => e,
+      )
+    const bad = await moat('tenant', 'pool', 'pooled', 'bulk')
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toContain('no sender pool bulk')
+    expect(bad.stderr).toContain('configured pools: default')
+    const good = await moat('tenant', 'pool', 'pooled', 'default')
+    expect(good.stdout.trim()).toBe('pooled now sends through the default pool')
+    expect((await getOutboundSettings(h.stack.database.db, tenantId)).senderPool).toBeNull()
   })
 })
