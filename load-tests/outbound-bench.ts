@@ -18,7 +18,14 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { startStack } from '@moat/cli'
 import { loadConfig } from '@moat/config'
-import { addDomain, createResolver, createSmtpCredential, createTenant, VERIFICATION_PREFIX, verifyDomain } from '@moat/core'
+import {
+  addDomain,
+  createResolver,
+  createSmtpCredential,
+  createTenant,
+  VERIFICATION_PREFIX,
+  verifyDomain,
+} from '@moat/core'
 import { createLogger } from '@moat/log'
 import { createTestDatabase, freePort, startClamd, startDnsServer, tempDir } from '@moat/testkit'
 import nodemailer from 'nodemailer'
@@ -29,6 +36,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     size: { type: 'string', default: '4096' },
     'no-postfix': { type: 'boolean', default: false },
+    'no-moat': { type: 'boolean', default: false },
   },
 })
 const COUNT = Number(values.count)
@@ -99,7 +107,8 @@ async function drive(options: {
   const acceptSeconds = (performance.now() - start) / 1000
   transport.close()
   const deadline = Date.now() + 600_000
-  while (options.delivered() - before < COUNT - errors && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  while (options.delivered() - before < COUNT - errors && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20))
   return { acceptSeconds, deliverSeconds: (performance.now() - start) / 1000, errors }
 }
 
@@ -142,10 +151,24 @@ async function runMoat(sinkPort: number, delivered: () => number) {
     const tenant = await createTenant(db, { name: 'bench', actor: 'bench' })
     const domain = await addDomain(db, { tenant: tenant.id, name: 'sender.bench', actor: 'bench' })
     dns.zones.set('sender.bench', { txt: [`${VERIFICATION_PREFIX}${domain.verificationToken}`] })
-    await verifyDomain(db, createResolver(config.dnsServers), { name: 'sender.bench', mxHosts: [], actor: 'bench' })
-    const { username, password } = await createSmtpCredential(db, { tenantId: tenant.id, name: 'bench', actor: 'bench' })
+    await verifyDomain(db, createResolver(config.dnsServers), {
+      name: 'sender.bench',
+      mxHosts: [],
+      actor: 'bench',
+    })
+    const { username, password } = await createSmtpCredential(db, {
+      tenantId: tenant.id,
+      name: 'bench',
+      actor: 'bench',
+    })
     const port = stack.submission?.port ?? 0
-    const result = await drive({ port, auth: { user: username, pass: password }, tls: true, from: 'bench@sender.bench', delivered })
+    const result = await drive({
+      port,
+      auth: { user: username, pass: password },
+      tls: true,
+      from: 'bench@sender.bench',
+      delivered,
+    })
     return { ...result, database: database.kind }
   } finally {
     await stack.close()
@@ -158,6 +181,8 @@ async function runMoat(sinkPort: number, delivered: () => number) {
 
 async function runPostfix(sinkPort: number, delivered: () => number) {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'moat-pf-'))
+  // the postfix user must reach the data directory inside it
+  await fs.chmod(tmp, 0o755)
   const pfPort = await freePort()
   await fs.mkdir(path.join(tmp, 'etc'))
   await fs.mkdir(path.join(tmp, 'queue'))
@@ -187,8 +212,19 @@ smtputf8_enable = no
     /cat >"\$TMP\/etc\/master.cf" <<EOF\n([\s\S]*?)\nEOF/,
   )?.[1]
   if (!master) throw new Error('master.cf template not found in postfix-baseline.sh')
-  await fs.writeFile(path.join(tmp, 'etc/master.cf'), `${master.replace('$PF_PORT', String(pfPort)).replace('$TMP', tmp)}\n`)
-  execFileSync('postfix', ['-c', path.join(tmp, 'etc'), 'start'], { stdio: 'ignore' })
+  await fs.writeFile(
+    path.join(tmp, 'etc/master.cf'),
+    `${master.replace('$PF_PORT', String(pfPort)).replace('$TMP', tmp)}\n`,
+  )
+  try {
+    execFileSync('postfix', ['-c', path.join(tmp, 'etc'), 'start'], { stdio: 'pipe' })
+  } catch (err) {
+    const log = await fs.readFile(path.join(tmp, 'maillog'), 'utf8').catch(() => '')
+    const e = err as { stderr?: Buffer; stdout?: Buffer }
+    throw new Error(
+      `postfix did not start: ${e.stderr?.toString()} ${e.stdout?.toString()} ${log.slice(-1500)}`,
+    )
+  }
   try {
     await new Promise((r) => setTimeout(r, 1500))
     const result = await drive({ port: pfPort, tls: false, from: 'bench@sender.bench', delivered })
@@ -204,8 +240,13 @@ async function main() {
   const sinks = [await smtpSink('127.0.0.2', sinkPort), await smtpSink('127.0.0.3', sinkPort)]
   const delivered = () => sinks.reduce((n, s) => n + s.count(), 0)
   try {
-    const load = `${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`
-    const moat = await runMoat(sinkPort, delivered)
+    const load = `${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`
+    const moat = values['no-moat']
+      ? { acceptSeconds: Number.NaN, deliverSeconds: Number.NaN, errors: 0, database: 'not run' }
+      : await runMoat(sinkPort, delivered)
     console.error('moat', moat)
     const postfix = values['no-postfix'] ? undefined : await runPostfix(sinkPort, delivered)
     console.error('postfix', postfix)
