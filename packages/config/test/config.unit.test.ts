@@ -35,6 +35,7 @@ describe('loadConfig defaults', () => {
       retryFirstSeconds: 60,
       retryMaxSeconds: 3600,
       giveUpSeconds: 5 * 24 * 3600,
+      suspendedRecheckSeconds: 60,
       concurrency: 8,
       visibilitySeconds: 300,
       timeoutMs: 60_000,
@@ -52,13 +53,28 @@ describe('loadConfig defaults', () => {
       dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025, ratePerMinute: 600, portalOrigin: undefined })
+    expect(config.api).toEqual({
+      host: '127.0.0.1',
+      port: 8025,
+      ratePerMinute: 600,
+      portalOrigin: undefined,
+      adminToken: undefined,
+      domainRecheckSeconds: 21600,
+    })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
     expect(config.hostname).toBe(os.hostname())
     expect(config.mxHosts).toEqual(['mx1.moat.localhost', 'mx2.moat.localhost'])
     expect(config.dnsServers).toBeUndefined()
+    // no Stripe key: local metering only
+    expect(config.billing).toEqual({
+      host: '127.0.0.1',
+      port: 8026,
+      intervalSeconds: 60,
+      graceDays: 7,
+      stripe: undefined,
+    })
   })
 
   it('reads only the environment it is given, not process.env', () => {
@@ -116,6 +132,9 @@ describe('loadConfig overrides', () => {
       MOAT_RETRY_FIRST_SECONDS: '30',
       MOAT_RETRY_MAX_SECONDS: '7200',
       MOAT_RETRY_GIVE_UP_SECONDS: '86400',
+      MOAT_SUSPENDED_RECHECK_SECONDS: '15',
+      MOAT_ADMIN_TOKEN: 'an-operator-token-of-32-characters',
+      MOAT_DOMAIN_RECHECK_SECONDS: '600',
       MOAT_QUEUE_MAX_RECEIVES: '3',
       MOAT_QUEUE_POLL_MS: '50',
       MOAT_API_HOST: '0.0.0.0',
@@ -124,6 +143,14 @@ describe('loadConfig overrides', () => {
       MOAT_PORTAL_ORIGIN: 'https://portal.example.net',
       MOAT_MX_HOSTS: ' mx-a.example.net, mx-b.example.net,,',
       MOAT_DNS_SERVERS: '10.0.0.53,10.0.0.54',
+      MOAT_STRIPE_SECRET_KEY: 'sk_test_abc123',
+      MOAT_STRIPE_WEBHOOK_SECRET: 'whsec_xyz',
+      MOAT_STRIPE_API_URL: 'http://127.0.0.1:12111',
+      MOAT_STRIPE_METER_EVENT: 'mail_scanned',
+      MOAT_BILLING_HOST: '0.0.0.0',
+      MOAT_BILLING_PORT: '9026',
+      MOAT_BILLING_INTERVAL_SECONDS: '30',
+      MOAT_BILLING_GRACE_DAYS: '0',
     })
     expect(config).toEqual({
       databaseUrl: 'postgres://moat:secret@db.internal:5432/moat',
@@ -168,9 +195,31 @@ describe('loadConfig overrides', () => {
         retryFirstSeconds: 30,
         retryMaxSeconds: 7200,
         giveUpSeconds: 86_400,
+        suspendedRecheckSeconds: 15,
       },
       queue: { maxReceives: 3, pollMs: 50 },
-      api: { host: '0.0.0.0', port: 8080, ratePerMinute: 120, portalOrigin: 'https://portal.example.net' },
+      api: {
+        host: '0.0.0.0',
+        port: 8080,
+        ratePerMinute: 120,
+        portalOrigin: 'https://portal.example.net',
+        adminToken: 'an-operator-token-of-32-characters',
+        domainRecheckSeconds: 600,
+      },
+      billing: {
+        host: '0.0.0.0',
+        port: 9026,
+        intervalSeconds: 30,
+        graceDays: 0,
+        stripe: {
+          secretKey: 'sk_test_abc123',
+          webhookSecret: 'whsec_xyz',
+          apiUrl: 'http://127.0.0.1:12111',
+          meterEvent: 'mail_scanned',
+          // the portal's origin when no return URL of its own is set
+          portalReturnUrl: 'https://portal.example.net',
+        },
+      },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
@@ -219,6 +268,12 @@ describe('loadConfig errors name the variable, its value and what it expects', (
     )
   })
 
+  it('MOAT_ADMIN_TOKEN that is too short to be safe, without showing it', () => {
+    expect(configError({ MOAT_ADMIN_TOKEN: 'secret' }).message).toBe(
+      'invalid configuration:\n  MOAT_ADMIN_TOKEN=(hidden, 6 characters): use at least 24 random characters, e.g. from: openssl rand -hex 24',
+    )
+  })
+
   it('MOAT_API_RATE_PER_MINUTE=0 and MOAT_PORTAL_ORIGIN with a path', () => {
     expect(
       configError({ MOAT_API_RATE_PER_MINUTE: '0', MOAT_PORTAL_ORIGIN: 'https://portal.example.net/app' })
@@ -227,6 +282,27 @@ describe('loadConfig errors name the variable, its value and what it expects', (
       'invalid configuration:\n' +
         '  MOAT_API_RATE_PER_MINUTE="0": expected a number above 0\n' +
         '  MOAT_PORTAL_ORIGIN="https://portal.example.net/app": expected an origin: scheme and host, no path, e.g. https://portal.example.com',
+    )
+  })
+
+  it('a malformed Stripe key or webhook secret is named but never echoed', () => {
+    expect(
+      configError({ MOAT_STRIPE_SECRET_KEY: 'pk_live_public', MOAT_STRIPE_WEBHOOK_SECRET: 'secret' }).message,
+    ).toBe(
+      'invalid configuration:\n' +
+        '  MOAT_STRIPE_SECRET_KEY=(hidden, 14 characters): expected a Stripe secret key, sk_live_… or sk_test_… (or a restricted rk_… key)\n' +
+        '  MOAT_STRIPE_WEBHOOK_SECRET=(hidden, 6 characters): expected a webhook signing secret, whsec_…',
+    )
+  })
+
+  it('MOAT_STRIPE_API_URL with a path, MOAT_BILLING_GRACE_DAYS=-1', () => {
+    expect(
+      configError({ MOAT_STRIPE_API_URL: 'https://stripe.internal/v1', MOAT_BILLING_GRACE_DAYS: '-1' })
+        .message,
+    ).toBe(
+      'invalid configuration:\n' +
+        '  MOAT_STRIPE_API_URL="https://stripe.internal/v1": expected a base URL with no path, e.g. http://127.0.0.1:12111\n' +
+        '  MOAT_BILLING_GRACE_DAYS="-1": expected 0 or more days',
     )
   })
 

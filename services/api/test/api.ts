@@ -2,6 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { LocalObjectStore } from '@moat/blobstore'
+import type { Config } from '@moat/config'
 import type { DeliverJob } from '@moat/core'
 import {
   type Database,
@@ -71,6 +72,7 @@ export async function startTestApi(
     portalOrigin?: string
     adminToken?: string
     domainRecheckSeconds?: number
+    billing?: Config['billing']
   } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
@@ -94,6 +96,7 @@ export async function startTestApi(
       hostname: 'mx.moat.test',
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
+      ...(options.billing ? { billing: options.billing } : {}),
     },
     limits: options.limits,
     db: database.db,

@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
+import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import { createResolver, type DeliverJob, type ScanJob } from '@moat/core'
@@ -32,6 +33,8 @@ export interface Stack {
   ingest: IngestServer | undefined
   submission: SubmissionServer | undefined
   api: ApiServer | undefined
+  /** metering, plans and Stripe: the billing cycle, and the webhook listener when Stripe is configured */
+  billing: BillingService | undefined
   running: ServiceName[]
   /** the clamd the scan worker uses, in words, for the start banner */
   clamd: string | undefined
@@ -44,12 +47,19 @@ export function objectStore(config: Config): ObjectStore {
 }
 
 /**
- * Starts the chosen services (all four by default) in this process, against the configured
+ * Starts the chosen services (all five by default) in this process, against the configured
  * database, after applying migrations.
  */
 export async function startStack(
   config: Config,
-  options: { only?: readonly ServiceName[]; log: Logger; scanner?: VirusScanner; store?: ObjectStore },
+  options: {
+    only?: readonly ServiceName[]
+    log: Logger
+    scanner?: VirusScanner
+    store?: ObjectStore
+    /** overrides the Stripe gateway made from the configuration (tests) */
+    stripe?: StripeGateway
+  },
 ): Promise<Stack> {
   const only = options.only ?? SERVICES
   const log = options.log
@@ -74,6 +84,7 @@ export async function startStack(
   let ingest: IngestServer | undefined
   let submission: SubmissionServer | undefined
   let api: ApiServer | undefined
+  let billing: BillingService | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
   let clamdInWords: string | undefined
@@ -138,8 +149,17 @@ export async function startStack(
       const model = lazy(async () => loadOrBuildModel(config.scan.spamModelFile, apiLog))
       api = await startApi({ config, db, log: apiLog, mail: { store, deliverQueue, model } })
     }
+    if (only.includes('billing')) {
+      billing = await startBilling({
+        config,
+        db,
+        log: log.child({ service: 'billing' }),
+        stripe: options.stripe,
+      })
+    }
   } catch (err) {
     await submission?.close()
+    await api?.close()
     await ingest?.close()
     await Promise.all(consumers.map((c) => c.stop(1000)))
     await localClamd?.stop()
@@ -155,11 +175,13 @@ export async function startStack(
     ingest,
     submission,
     api,
+    billing,
     running: [...only],
     clamd: clamdInWords,
     async close() {
       await api?.close()
       await submission?.close()
+      await billing?.close()
       await ingest?.close()
       await Promise.all(consumers.map((c) => c.stop(30_000)))
       smtp?.close()

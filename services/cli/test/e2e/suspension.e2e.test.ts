@@ -1,8 +1,13 @@
-import { resumeTenant, suspendTenant } from '@moat/core'
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { resumeTenant } from '@moat/core'
 import { type Harness, type SmtpSink, startHarness, startSmtpSink } from '@moat/testkit'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 
 const clamdUrl = inject('clamdUrl')
+const run = promisify(execFile)
+const MOAT = path.resolve(import.meta.dirname, '../../bin/moat.js')
 
 describe.skipIf(!clamdUrl)(
   `a suspended tenant's mail waits, and none is lost ${inject('clamdMissing')}`,
@@ -26,7 +31,11 @@ describe.skipIf(!clamdUrl)(
         destinations: [`127.0.0.1:${sink.port}`],
       })
       const db = h.stack.database.db
-      await suspendTenant(db, { tenantId, reason: 'operator', note: 'abuse report 42', actor: 'operator' })
+      const moat = (...args: string[]) =>
+        run(process.execPath, [MOAT, ...args], { env: { ...process.env, ...h.env } })
+      const suspended = await moat('tenant', 'suspend', 'held-co', '--note', 'abuse report 42')
+      expect(suspended.stdout).toBe('suspended held-co: its mail waits until: moat tenant resume held-co\n')
+      expect((await moat('tenant', 'list')).stdout).toMatch(/held-co\s+ten_\S+\s+suspended \(operator\)/)
 
       // still accepted over SMTP: suspension never bounces mail
       const queueId = await h.send({
@@ -53,7 +62,7 @@ describe.skipIf(!clamdUrl)(
       await new Promise((resolve) => setTimeout(resolve, 1500))
       expect(sink.messages).toHaveLength(0)
 
-      await resumeTenant(db, { tenantId, reason: 'operator', actor: 'operator' })
+      expect((await moat('tenant', 'resume', 'held-co')).stdout).toBe('resumed held-co\n')
       const [mail] = await sink.waitFor(1)
       expect(mail?.raw.toString()).toContain('Subject: while held')
       const done = await h.traceWhen(queueId, (t) => t.message.status === 'delivered')
