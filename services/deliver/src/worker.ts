@@ -267,6 +267,12 @@ async function holdForSuspendedTenant(
 
 /** The message's status, summed up from its recipients. */
 export async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
+  // deliver jobs for the message's other domains may be finishing at the same moment: locking the
+  // message row first makes the second one wait and then read the first one's recipients, so the
+  // summary is never computed from two stale halves (READ COMMITTED on PostgreSQL). NO KEY UPDATE,
+  // not UPDATE: the attempt and event rows inserted before hold KEY SHARE locks on this row, which
+  // FOR UPDATE would wait for, deadlocking two such transactions
+  await tx.select({ id: messages.id }).from(messages).where(eq(messages.id, messageId)).for('no key update')
   const rows = await tx
     .select({ status: recipients.status })
     .from(recipients)
