@@ -3,11 +3,11 @@ import { type ApiServer, lazy, startApi } from '@moat/api'
 import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
 import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import type { DeliverJob, ScanJob } from '@moat/core'
+import { createResolver, type DeliverJob, type ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
-import { SmtpClient, startDeliverWorker } from '@moat/deliver'
+import { SenderPools, SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
-import { type IngestServer, startIngest } from '@moat/ingest'
+import { type IngestServer, type SubmissionServer, startIngest, startSubmission } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Check, metrics, type OpsServer, startOpsServer } from '@moat/metrics'
 import type { Consumer, OutboxRelay, Queue } from '@moat/queue'
@@ -39,6 +39,7 @@ export interface Stack {
   /** `/healthz`, `/readyz` and `/metrics` on `MOAT_METRICS_HOST:MOAT_METRICS_PORT` */
   ops: OpsServer
   ingest: IngestServer | undefined
+  submission: SubmissionServer | undefined
   api: ApiServer | undefined
   /** metering, plans and Stripe: the billing cycle, and the webhook listener when Stripe is configured */
   billing: BillingService | undefined
@@ -95,6 +96,7 @@ export async function startStack(
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
+  let submission: SubmissionServer | undefined
   let api: ApiServer | undefined
   let billing: BillingService | undefined
   let smtp: SmtpClient | undefined
@@ -137,12 +139,31 @@ export async function startStack(
         timeoutMs: config.deliver.timeoutMs,
         maxConnections: config.deliver.connectionsPerServer,
       })
+      const pools = new SenderPools(config.outbound.pools, config.outbound.cooldownSeconds * 1000)
       consumers.push(
-        startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }),
+        startDeliverWorker({
+          config,
+          db,
+          store,
+          smtp,
+          deliverQueue,
+          pools,
+          resolver: createResolver(config.dnsServers),
+          log: log.child({ service: 'deliver' }),
+        }),
       )
     }
     if (only.includes('ingest')) {
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
+    }
+    if (only.includes('submission')) {
+      submission = await startSubmission({
+        config,
+        db,
+        store,
+        scanQueue,
+        log: log.child({ service: 'submission' }),
+      })
     }
     if (only.includes('api')) {
       const apiLog = log.child({ service: 'api' })
@@ -166,6 +187,7 @@ export async function startStack(
       log: log.child({ component: 'ops' }),
     })
   } catch (err) {
+    await submission?.close()
     await api?.close()
     await ingest?.close()
     await Promise.all(consumers.map((c) => c.stop(1000)))
@@ -184,6 +206,7 @@ export async function startStack(
     relay,
     ops: startedOps,
     ingest,
+    submission,
     api,
     billing,
     running: [...only],
@@ -196,6 +219,7 @@ export async function startStack(
         api?.close(),
         billing?.close(),
         ingest?.close(deadline),
+        submission?.close(),
         ...consumers.map((c) => c.stop(deadline)),
       ])
       // last: the outbox rows the finished work committed are sent before the process goes
