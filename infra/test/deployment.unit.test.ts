@@ -14,7 +14,7 @@ import { renderManifests } from './helm-render'
 
 const root = path.resolve(import.meta.dirname, '../..')
 const chart = path.join(root, 'infra/helm/moat')
-const SERVICES = ['ingest', 'scan', 'deliver', 'api', 'billing']
+const SERVICES = ['ingest', 'submission', 'scan', 'deliver', 'api', 'billing']
 
 // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are untyped YAML, inspected field by field
 type Manifest = { kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec: any }
@@ -34,6 +34,7 @@ function podEnv(all: Manifest[], service: string): Record<string, string> {
     (container?.env ?? []).map((e: { name: string; value: string }) => [e.name, e.value]),
   )
   const placeholders: Record<string, string> = {
+    MOAT_SENDER_POOLS: '{"default":[{"name":"direct"}]}',
     DATABASE_URL: 'postgres://moat:secret@db.internal:5432/moat',
     MOAT_STRIPE_SECRET_KEY: 'sk_test_placeholder',
     MOAT_STRIPE_WEBHOOK_SECRET: 'whsec_placeholder',
@@ -65,7 +66,7 @@ describe('the Helm chart', () => {
       byKind(all, 'HorizontalPodAutoscaler')
         .map((d) => d.metadata.name)
         .sort(),
-    ).toEqual(['api', 'deliver', 'ingest', 'scan'].map((s) => `moat-${s}`))
+    ).toEqual(['api', 'deliver', 'ingest', 'scan', 'submission'].map((s) => `moat-${s}`))
     expect(byKind(all, 'ScaledObject')).toEqual([])
     for (const m of all) expect(m.kind, JSON.stringify(m).slice(0, 80)).toEqual(expect.any(String))
   })
@@ -143,6 +144,7 @@ describe('the Helm chart', () => {
     expect(byKind(keda, 'HorizontalPodAutoscaler').map((h) => h.metadata.name)).toEqual([
       'moat-api',
       'moat-ingest',
+      'moat-submission',
     ])
     expect(byKind(keda, 'TriggerAuthentication')).toHaveLength(1)
   })
