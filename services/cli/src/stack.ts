@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
-import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
+import { LocalObjectStore, type ObjectStore, S3ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { DeliverJob, ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
@@ -38,7 +38,20 @@ export interface Stack {
   close(): Promise<void>
 }
 
+/** The configured object store: `MOAT_DATA_DIR/objects` (default), or S3 with `MOAT_BLOBSTORE=s3`. */
 export function objectStore(config: Config): ObjectStore {
+  const b = config.blobstore
+  if (b.kind === 's3') {
+    return new S3ObjectStore({
+      bucket: b.bucket,
+      prefix: b.prefix,
+      region: b.region,
+      ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+      forcePathStyle: b.forcePathStyle,
+      ...(b.serverSideEncryption ? { serverSideEncryption: b.serverSideEncryption } : {}),
+      ...(b.kmsKeyId ? { kmsKeyId: b.kmsKeyId } : {}),
+    })
+  }
   return new LocalObjectStore(path.join(config.dataDir, 'objects'))
 }
 
