@@ -8,3 +8,8 @@ export interface DeliverJob {
   messageId: string
   domainId: string
 }
+
+/** The body of a job on the `archive` queue: a message to copy into the archive and index. */
+export interface ArchiveJob {
+  messageId: string
+}
