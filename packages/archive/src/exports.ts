@@ -119,8 +119,18 @@ export async function getExport(db: Executor, tenantId: string, id: string): Pro
   if (row.status === 'running' && Date.now() - row.updatedAt.getTime() > EXPORT_STALE_MS) {
     const [failed] = await db
       .update(archiveExports)
-      .set({ status: 'failed', error: 'the export stopped (its process ended); start it again', finishedAt: new Date() })
-      .where(and(eq(archiveExports.id, id), eq(archiveExports.status, 'running'), sql`updated_at = ${row.updatedAt}`))
+      .set({
+        status: 'failed',
+        error: 'the export stopped (its process ended); start it again',
+        finishedAt: new Date(),
+      })
+      .where(
+        and(
+          eq(archiveExports.id, id),
+          eq(archiveExports.status, 'running'),
+          sql`updated_at = ${row.updatedAt}`,
+        ),
+      )
       .returning()
     return failed ?? row
   }

@@ -37,11 +37,19 @@ export async function getArchiveSettings(db: Executor, tenantId: string): Promis
  */
 export async function setArchiveSettings(
   db: Db,
-  input: { tenantId: string; actor: string; enabled?: boolean | undefined; retentionDays?: number | null | undefined },
+  input: {
+    tenantId: string
+    actor: string
+    enabled?: boolean | undefined
+    retentionDays?: number | null | undefined
+  },
 ): Promise<ArchiveSettings> {
   if (input.retentionDays !== undefined && input.retentionDays !== null) {
     if (!Number.isInteger(input.retentionDays) || input.retentionDays < 1)
-      throw new MoatError('invalid', `retention must be a whole number of days above 0, not ${input.retentionDays}`)
+      throw new MoatError(
+        'invalid',
+        `retention must be a whole number of days above 0, not ${input.retentionDays}`,
+      )
   }
   return db.transaction(async (tx) => {
     const before = await getArchiveSettings(tx, input.tenantId)
@@ -117,7 +125,11 @@ export async function placeHold(
 }
 
 export async function listHolds(db: Executor, tenantId: string): Promise<ArchiveHold[]> {
-  return db.select().from(archiveHolds).where(eq(archiveHolds.tenantId, tenantId)).orderBy(desc(archiveHolds.id))
+  return db
+    .select()
+    .from(archiveHolds)
+    .where(eq(archiveHolds.tenantId, tenantId))
+    .orderBy(desc(archiveHolds.id))
 }
 
 /** Releases a hold: what it alone covered becomes subject to retention again. */
@@ -184,14 +196,22 @@ export async function purgeArchive(
         order by a.received_at
         limit ${options.batch}
         for update of a skip locked
-      `)) as unknown as { id: string; tenant_id: string; object_key: string; received_at: Date; days: number }[]
+      `)) as unknown as {
+        id: string
+        tenant_id: string
+        object_key: string
+        received_at: Date
+        days: number
+      }[]
       if (!rows.length) return 0
       for (let i = 0; i < rows.length; i += 16)
         await Promise.all(rows.slice(i, i + 16).map((r) => deps.store.delete(r.object_key)))
-      await tx.execute(sql`delete from archived_messages where id in ${sql`(${sql.join(
-        rows.map((r) => sql`${r.id}`),
-        sql`, `,
-      )})`}`)
+      await tx.execute(
+        sql`delete from archived_messages where id in ${sql`(${sql.join(
+          rows.map((r) => sql`${r.id}`),
+          sql`, `,
+        )})`}`,
+      )
       const byTenant = new Map<string, typeof rows>()
       for (const r of rows) byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r])
       for (const [tenantId, list] of byTenant) {
@@ -240,7 +260,9 @@ export function startPurgeScheduler(deps: {
       .then((r) => {
         if (r.purged) deps.log.info({ purged: r.purged, tenants: r.tenants }, 'archive retention purge done')
       })
-      .catch((err: unknown) => deps.log.error({ err }, 'archive retention purge failed; retried next interval'))
+      .catch((err: unknown) =>
+        deps.log.error({ err }, 'archive retention purge failed; retried next interval'),
+      )
   }
   const first = setTimeout(tick, 5_000)
   const timer = setInterval(tick, deps.intervalSeconds * 1000)

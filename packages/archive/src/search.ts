@@ -171,7 +171,8 @@ export function snippetHtml(fragment: string): string {
     .trim()
 }
 
-const HEADLINE_OPTIONS = 'StartSel="\x02", StopSel="\x03", MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
+const HEADLINE_OPTIONS =
+  'StartSel="\x02", StopSel="\x03", MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
 
 /**
  * Searches a tenant's archive: newest first (`date`) or best match first (`relevance`, which needs
@@ -179,7 +180,13 @@ const HEADLINE_OPTIONS = 'StartSel="\x02", StopSel="\x03", MaxWords=35, MinWords
  */
 export async function searchArchive(
   db: Executor,
-  input: { tenantId: string; filter: ArchiveFilter; sort?: ArchiveSort; limit: number; cursor?: string | undefined },
+  input: {
+    tenantId: string
+    filter: ArchiveFilter
+    sort?: ArchiveSort
+    limit: number
+    cursor?: string | undefined
+  },
 ): Promise<{ items: ArchiveHit[]; nextCursor: string | null }> {
   const q = input.filter.q?.trim()
   const sort = input.sort ?? 'date'
@@ -195,7 +202,8 @@ export async function searchArchive(
         ? sql`(ts_rank(search, ${tsQuery(q ?? '')}), received_at, id) < (${cursor.r ?? 0}::real, ${cursor.t}::timestamptz, ${cursor.id})`
         : sql`(received_at, id) < (${cursor.t}::timestamptz, ${cursor.id})`
   }
-  const order = sort === 'relevance' ? sql`rank desc, received_at desc, id desc` : sql`received_at desc, id desc`
+  const order =
+    sort === 'relevance' ? sql`rank desc, received_at desc, id desc` : sql`received_at desc, id desc`
   const headline = q
     ? sql`ts_headline(language::regconfig, text_extract, ${tsQuery(q)}, ${HEADLINE_OPTIONS})`
     : sql`left(text_extract, 240)`

@@ -47,7 +47,10 @@ describe('archiving a message', () => {
   it('copies the raw message to an immutable object of its own and indexes envelope, headers, verdict and attachments', async () => {
     const messageId = await fx.message(store, tenantId, withAttachment, { action: 'tag' })
     expect(await indexMessage(deps(), messageId)).toBe('archived')
-    const [row] = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, messageId))
+    const [row] = await fx.database.db
+      .select()
+      .from(archivedMessages)
+      .where(eq(archivedMessages.messageId, messageId))
     expect(row).toMatchObject({
       tenantId,
       direction: 'inbound',
@@ -66,7 +69,9 @@ describe('archiving a message', () => {
     })
     expect(row?.sentAt?.toISOString()).toBe('2026-11-03T09:30:00.000Z')
     expect(row?.textExtract).toContain('invoice for the October deliveries')
-    expect(row?.objectKey).toMatch(new RegExp(`^archive/${tenantId}/\\d{4}/\\d{2}/\\d{2}/${messageId}\\.eml$`))
+    expect(row?.objectKey).toMatch(
+      new RegExp(`^archive/${tenantId}/\\d{4}/\\d{2}/\\d{2}/${messageId}\\.eml$`),
+    )
     const inbound = await store.get(
       (await fx.database.sql`select object_key from messages where id = ${messageId}`)[0]?.object_key,
     )
@@ -81,7 +86,10 @@ describe('archiving a message', () => {
     const messageId = await fx.message(store, tenantId, 'From: a@b.example\nSubject: twice\n\nhello\n')
     expect(await indexMessage(deps(), messageId)).toBe('archived')
     expect(await indexMessage(deps(), messageId)).toBe('already')
-    const rows = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, messageId))
+    const rows = await fx.database.db
+      .select()
+      .from(archivedMessages)
+      .where(eq(archivedMessages.messageId, messageId))
     expect(rows).toHaveLength(1)
   })
 
@@ -94,7 +102,10 @@ describe('archiving a message', () => {
     ] as const) {
       const id = await fx.message(store, tenantId, `From: x@y.example\nSubject: ${label}\n\nbody\n`, o)
       await indexMessage(deps(), id)
-      const [row] = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, id))
+      const [row] = await fx.database.db
+        .select()
+        .from(archivedMessages)
+        .where(eq(archivedMessages.messageId, id))
       verdicts[label] = row?.verdict ?? ''
     }
     expect(verdicts).toEqual({ quarantined: 'quarantined', discarded: 'discarded', virus: 'virus' })
@@ -107,7 +118,10 @@ describe('archiving a message', () => {
       'From: buchhaltung@lieferant.example\nSubject: Offene Posten\nContent-Language: de-DE\nContent-Type: text/plain; charset=utf-8\n\nDie Rechnungen vom Oktober sind noch nicht bezahlt.\n',
     )
     await indexMessage(deps(), id)
-    const [row] = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, id))
+    const [row] = await fx.database.db
+      .select()
+      .from(archivedMessages)
+      .where(eq(archivedMessages.messageId, id))
     expect(row?.language).toBe('german')
     // "Rechnung" (singular) finds "Rechnungen" only through the German stemmer
     const found = await searchArchive(fx.database.db, { tenantId, filter: { q: 'Rechnung' }, limit: 10 })
@@ -117,9 +131,16 @@ describe('archiving a message', () => {
 
   it('keeps at most 64 KiB of body text, cut on a character boundary, and the text of HTML-only mail', async () => {
     const long = 'ü'.repeat(40_000) // 80,000 bytes of UTF-8
-    const id = await fx.message(store, tenantId, `From: a@b.example\nSubject: long\nContent-Type: text/plain; charset=utf-8\n\n${long}\n`)
+    const id = await fx.message(
+      store,
+      tenantId,
+      `From: a@b.example\nSubject: long\nContent-Type: text/plain; charset=utf-8\n\n${long}\n`,
+    )
     await indexMessage(deps(), id)
-    const [row] = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, id))
+    const [row] = await fx.database.db
+      .select()
+      .from(archivedMessages)
+      .where(eq(archivedMessages.messageId, id))
     expect(Buffer.byteLength(row?.textExtract ?? '')).toBe(TEXT_EXTRACT_BYTES)
     expect(row?.textExtract).toBe('ü'.repeat(TEXT_EXTRACT_BYTES / 2))
     expect(capText('aü', 2)).toBe('a')
@@ -130,7 +151,10 @@ describe('archiving a message', () => {
       'From: news@shop.example\nSubject: offer\nContent-Type: text/html\n\n<html><head><style>p{}</style></head><body><p>Winter&nbsp;sale &amp; free shipping</p><script>alert(1)</script></body></html>\n',
     )
     await indexMessage(deps(), html)
-    const [h] = await fx.database.db.select().from(archivedMessages).where(eq(archivedMessages.messageId, html))
+    const [h] = await fx.database.db
+      .select()
+      .from(archivedMessages)
+      .where(eq(archivedMessages.messageId, html))
     expect(h?.textExtract).toBe('Winter sale & free shipping')
   })
 

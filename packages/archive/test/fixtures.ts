@@ -50,7 +50,8 @@ export async function archiveFixture(): Promise<ArchiveFixture> {
         queueId: id.slice(4, 16),
         direction: o.direction ?? 'inbound',
         status: 'delivered',
-        mailFrom: /^From: .*?<?([^<>\s]+@[^<>\s]+)>?\s*$/m.exec(bytes.toString())?.[1] ?? 'sender@example.org',
+        mailFrom:
+          /^From: .*?<?([^<>\s]+@[^<>\s]+)>?\s*$/m.exec(bytes.toString())?.[1] ?? 'sender@example.org',
         rcptTo: o.rcptTo ?? ['user@customer.test'],
         objectKey,
         size: bytes.length,

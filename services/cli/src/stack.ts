@@ -1,8 +1,9 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
+import { startArchiveWorker, startPurgeScheduler } from '@moat/archive'
 import { LocalObjectStore, type ObjectStore, S3ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import type { DeliverJob, ScanJob } from '@moat/core'
+import type { ArchiveJob, DeliverJob, ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
@@ -29,6 +30,7 @@ export interface Stack {
   store: ObjectStore
   scanQueue: PostgresQueue<ScanJob>
   deliverQueue: PostgresQueue<DeliverJob>
+  archiveQueue: PostgresQueue<ArchiveJob>
   ingest: IngestServer | undefined
   api: ApiServer | undefined
   running: ServiceName[]
@@ -81,10 +83,12 @@ export async function startStack(
   const queueOptions = { maxReceives: config.queue.maxReceives, pollMs: config.queue.pollMs }
   const scanQueue = new PostgresQueue<ScanJob>(db, 'scan', queueOptions)
   const deliverQueue = new PostgresQueue<DeliverJob>(db, 'deliver', queueOptions)
+  const archiveQueue = new PostgresQueue<ArchiveJob>(db, 'archive', queueOptions)
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
   let api: ApiServer | undefined
+  let purger: { stop(): Promise<void> } | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
   let clamdInWords: string | undefined
@@ -107,9 +111,20 @@ export async function startStack(
           detector: createDetector(config, log.child({ service: 'scan' })),
           scanQueue,
           deliverQueue,
+          archiveQueue,
           log: log.child({ service: 'scan' }),
         }),
       )
+      // the archive rides with the scan service: it indexes what scan queues, and purges on schedule
+      const archiveLog = log.child({ service: 'archive' })
+      consumers.push(startArchiveWorker({ db, store, queue: archiveQueue, log: archiveLog }))
+      purger = startPurgeScheduler({
+        db,
+        store,
+        log: archiveLog,
+        intervalSeconds: config.archive.purgeIntervalSeconds,
+        batch: config.archive.purgeBatch,
+      })
     }
     if (only.includes('deliver')) {
       smtp = new SmtpClient({
@@ -132,6 +147,7 @@ export async function startStack(
     }
   } catch (err) {
     await ingest?.close()
+    await purger?.stop()
     await Promise.all(consumers.map((c) => c.stop(1000)))
     await localClamd?.stop()
     await database.close()
@@ -143,6 +159,7 @@ export async function startStack(
     store,
     scanQueue,
     deliverQueue,
+    archiveQueue,
     ingest,
     api,
     running: [...only],
@@ -150,6 +167,7 @@ export async function startStack(
     async close() {
       await api?.close()
       await ingest?.close()
+      await purger?.stop()
       await Promise.all(consumers.map((c) => c.stop(30_000)))
       smtp?.close()
       await localClamd?.stop()
