@@ -101,7 +101,7 @@ export function htmlToText(html: string): string {
 
 /** At most `bytes` of UTF-8, cut on a character boundary, without NULs or the snippet markers. */
 export function capText(text: string, bytes = TEXT_EXTRACT_BYTES): string {
-  // eslint-style control characters: NUL cannot be stored in text, \x02 \x03 mark snippet highlights
+  // NUL cannot be stored in text; \x02 and \x03 mark snippet highlights (search.ts)
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing exactly these control characters
   const clean = text.replace(/[\x00\x02\x03]/g, '')
   const buf = Buffer.from(clean, 'utf8')

@@ -24,12 +24,14 @@ export class MboxrdEscape extends Transform {
       // a long line without an end yet: keep only enough to decide whether it starts with >*From
       if (this.atLineStart && /^>*(F(r(o(m( )?)?)?)?)?$/.test(text)) {
         this.carry = text
-        return done()
+        done()
+        return
       }
       this.carry = ''
       const out = this.atLineStart ? escapeLine(text) : text
       this.atLineStart = false
-      return done(null, Buffer.from(out.replace(/\r$/, ''), 'latin1'))
+      done(null, Buffer.from(out.replace(/\r$/, ''), 'latin1'))
+      return
     }
     const complete = text.slice(0, lastNewline + 1)
     this.carry = text.slice(lastNewline + 1)

@@ -157,6 +157,10 @@ function toMessage(r: Row): ArchiveHit['message'] {
   }
 }
 
+/** ts_headline's highlight markers: control characters that capText removes from every text extract */
+const MARK_START = String.fromCharCode(2)
+const MARK_END = String.fromCharCode(3)
+
 /** HTML-escapes a ts_headline fragment and turns its \x02…\x03 markers into `<mark>…</mark>`. */
 export function snippetHtml(fragment: string): string {
   return fragment
@@ -165,14 +169,13 @@ export function snippetHtml(fragment: string): string {
     .replace(/>/g, '&gt;')
     .replace(/"/g, '&quot;')
     .replace(/'/g, '&#39;')
-    .replace(/\x02/g, '<mark>')
-    .replace(/\x03/g, '</mark>')
+    .replaceAll(MARK_START, '<mark>')
+    .replaceAll(MARK_END, '</mark>')
     .replace(/\s+/g, ' ')
     .trim()
 }
 
-const HEADLINE_OPTIONS =
-  'StartSel="\x02", StopSel="\x03", MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
+const HEADLINE_OPTIONS = `StartSel="${MARK_START}", StopSel="${MARK_END}", MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "`
 
 /**
  * Searches a tenant's archive: newest first (`date`) or best match first (`relevance`, which needs

@@ -164,10 +164,10 @@ describe('archiving a message', () => {
     const id = await fx.message(store, other, 'From: a@b.example\nSubject: private\n\nhello\n')
     expect(await indexMessage(deps(), id)).toBe('disabled')
     expect(await keys(store, `archive/${other}/`)).toEqual([])
-    const [{ n }] = (await fx.database.db.execute(
+    const counted = (await fx.database.db.execute(
       sql`select count(*)::int as n from archived_messages where tenant_id = ${other}`,
     )) as unknown as { n: number }[]
-    expect(n).toBe(0)
+    expect(counted[0]?.n).toBe(0)
     expect(await indexMessage(deps(), 'msg_missing')).toBe('missing')
   })
 })
