@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
 import { MoatError } from '@moat/core'
-import { archiveExports, auditLog, type Db, type Executor, newId } from '@moat/db'
+import { archiveExports, auditLog, type Executor, newId } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { and, eq, sql } from 'drizzle-orm'
 import { mboxChunks } from './mbox'
@@ -33,7 +33,7 @@ export function filterFromJson(j: Record<string, unknown>): ArchiveFilter {
  * it is produced (multipart on S3), never held whole in memory.
  */
 export async function startExport(
-  deps: { db: Db; store: ObjectStore; log?: Logger | undefined },
+  deps: { db: Executor; store: ObjectStore; log?: Logger | undefined },
   input: { tenantId: string; filter: ArchiveFilter; actor: string },
 ): Promise<{ record: ArchiveExport; done: Promise<void> }> {
   const { db } = deps
@@ -69,7 +69,7 @@ export async function startExport(
 }
 
 async function runExport(
-  deps: { db: Db; store: ObjectStore; log?: Logger | undefined },
+  deps: { db: Executor; store: ObjectStore; log?: Logger | undefined },
   record: ArchiveExport,
 ): Promise<void> {
   const { db, store } = deps

@@ -36,7 +36,7 @@ export async function getArchiveSettings(db: Executor, tenantId: string): Promis
  * purge (legal holds still win).
  */
 export async function setArchiveSettings(
-  db: Db,
+  db: Executor,
   input: {
     tenantId: string
     actor: string
@@ -77,7 +77,7 @@ export type ArchiveHold = typeof archiveHolds.$inferSelect
  * lasts), or on the messages a search matches now (`messages`). Held messages are never purged.
  */
 export async function placeHold(
-  db: Db,
+  db: Executor,
   input: { tenantId: string; actor: string; reason: string } & (
     | { scope: 'tenant' }
     | { scope: 'messages'; filter: ArchiveFilter }
@@ -134,7 +134,7 @@ export async function listHolds(db: Executor, tenantId: string): Promise<Archive
 
 /** Releases a hold: what it alone covered becomes subject to retention again. */
 export async function releaseHold(
-  db: Db,
+  db: Executor,
   input: { tenantId: string; id: string; actor: string },
 ): Promise<ArchiveHold> {
   return db.transaction(async (tx) => {
@@ -276,4 +276,24 @@ export function startPurgeScheduler(deps: {
       await running
     },
   }
+}
+
+/** Records who read or exported archived mail, in the tenant's audit log. */
+export async function recordArchiveAccess(
+  db: Executor,
+  input: {
+    tenantId: string
+    actor: string
+    action: string
+    target: string
+    detail?: Record<string, unknown>
+  },
+): Promise<void> {
+  await db.insert(auditLog).values({
+    tenantId: input.tenantId,
+    actor: input.actor,
+    action: input.action,
+    target: input.target,
+    detail: input.detail ?? {},
+  })
 }

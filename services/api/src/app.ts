@@ -13,6 +13,7 @@ import { ApiProblem, problem, sendProblem, toProblem, validationProblem } from '
 import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
 import { registerApiKeys } from './routes/api-keys'
+import { registerArchive } from './routes/archive'
 import { registerAudit } from './routes/audit'
 import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
@@ -97,6 +98,7 @@ export function createApi(deps: ApiDeps): Api {
   registerPolicies(app, deps)
   registerMessages(app, deps)
   registerQuarantine(app, deps)
+  registerArchive(app, deps)
   registerAudit(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { indexMessage } from '@moat/archive'
 import { LocalObjectStore } from '@moat/blobstore'
 import type { DeliverJob } from '@moat/core'
 import {
@@ -56,6 +57,9 @@ export interface TestApi {
     },
   ): Promise<string>
   deliverQueue: PostgresQueue<DeliverJob>
+  store: LocalObjectStore
+  /** archives a message as the archive worker does; gives the archived message's id */
+  archive(messageId: string): Promise<string>
   close(): Promise<void>
 }
 
@@ -112,6 +116,13 @@ export async function startTestApi(
     database,
     call,
     deliverQueue,
+    store,
+    async archive(messageId) {
+      await indexMessage({ db, store }, messageId)
+      const [row] = await database.sql`select id from archived_messages where message_id = ${messageId}`
+      if (!row) throw new Error(`message ${messageId} was not archived`)
+      return row.id as string
+    },
     async message(tenantId, o = {}) {
       const from = o.from ?? 'sender@spam.example'
       const to = o.to ?? `user@${tenantId}.test`
