@@ -5,7 +5,7 @@ import { archivedMessages, type Db, type Executor, messages, newId, tenants } fr
 import { readMessage } from '@moat/detect'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue } from '@moat/queue'
-import { eq, sql } from 'drizzle-orm'
+import { eq, type SQL, sql } from 'drizzle-orm'
 
 /** The body text kept for search and snippets, in bytes of UTF-8. */
 export const TEXT_EXTRACT_BYTES = 64 * 1024
@@ -116,6 +116,71 @@ export function archiveKey(tenantId: string, receivedAt: Date, messageId: string
   return `archive/${tenantId}/${d.slice(0, 4)}/${d.slice(5, 7)}/${d.slice(8, 10)}/${messageId}.eml`
 }
 
+/** The index fields of a raw message, as the archive stores them. */
+export interface MessageDescription {
+  fromHeader: string | null
+  toHeader: string | null
+  ccHeader: string | null
+  subject: string | null
+  sentAt: Date | null
+  attachmentNames: string[]
+  hasAttachments: boolean
+  /** a text-search configuration name from LANGUAGES, or simple */
+  language: string
+  textExtract: string
+  addresses: string
+}
+
+/** Parses a raw message (mailparser, bounded) into what the archive indexes. */
+export async function describeMessage(
+  raw: Buffer,
+  envelope: { mailFrom: string; rcptTo: string[]; subject?: string | null },
+): Promise<MessageDescription> {
+  const view = await readMessage(raw)
+  const fromHeader = view.from
+    ? view.from.name
+      ? `${view.from.name} <${view.from.address}>`
+      : view.from.address
+    : (view.headers.get('from')?.[0] ?? null)
+  const toHeader = view.to.length ? view.to.join(', ') : (view.headers.get('to')?.[0] ?? null)
+  const ccHeader = view.headers.get('cc')?.[0] ?? null
+  const addresses = [envelope.mailFrom, ...envelope.rcptTo, fromHeader ?? '', toHeader ?? '', ccHeader ?? '']
+    .join(' ')
+    .toLowerCase()
+    .replace(/\s+/g, ' ')
+    .trim()
+  const dateHeader = view.headers.get('date')?.[0]
+  const subject = view.subject || envelope.subject || null
+  return {
+    fromHeader: capText(fromHeader ?? '', 2048) || null,
+    toHeader: capText(toHeader ?? '', 8192) || null,
+    ccHeader: capText(ccHeader ?? '', 8192) || null,
+    subject: subject ? capText(subject, 2048) : null,
+    sentAt: dateHeader && !Number.isNaN(Date.parse(dateHeader)) ? new Date(dateHeader) : null,
+    attachmentNames: view.attachments.map((a) => capText(a.filename, 512)).filter(Boolean),
+    hasAttachments: view.attachments.length > 0,
+    language: languageOf(view.headers.get('content-language')?.[0]),
+    textExtract: capText(view.text.trim() ? view.text : htmlToText(view.html)),
+    addresses: capText(addresses, 16384),
+  }
+}
+
+/**
+ * The full-text document: subject (weight A), addresses and attachment names (B), body (D). The
+ * message's language stems everything but the addresses, which are also split into words
+ * (`alice example com`) so that a query for a name or a domain finds them.
+ */
+export function searchVector(d: MessageDescription): SQL {
+  const lang = sql.raw(`'${LANGUAGES_SET.has(d.language) ? d.language : 'simple'}'::regconfig`)
+  const addressWords = d.addresses.replace(/[@.<>,"]/g, ' ')
+  return sql`setweight(to_tsvector(${lang}, ${d.subject ?? ''}), 'A')
+    || setweight(to_tsvector('simple', ${`${d.addresses} ${addressWords}`}), 'B')
+    || setweight(to_tsvector(${lang}, ${d.attachmentNames.join(' ')}), 'B')
+    || setweight(to_tsvector(${lang}, ${d.textExtract}), 'D')`
+}
+
+const LANGUAGES_SET = new Set(SEARCH_CONFIGS)
+
 /**
  * Archives one message: copies its raw bytes to the archive's immutable object and writes the index
  * row. Idempotent: a message already archived is left alone. Returns what it did.
@@ -140,34 +205,13 @@ export async function indexMessage(
   if (existing) return 'already'
 
   const raw = await store.get(m.objectKey)
-  const view = await readMessage(raw)
-  const text = capText(view.text.trim() ? view.text : htmlToText(view.html))
-  const language = languageOf(view.headers.get('content-language')?.[0])
-  const attachmentNames = view.attachments.map((a) => a.filename).filter(Boolean)
-  const fromHeader = view.from
-    ? view.from.name
-      ? `${view.from.name} <${view.from.address}>`
-      : view.from.address
-    : (view.headers.get('from')?.[0] ?? null)
-  const toHeader = view.to.length ? view.to.join(', ') : (view.headers.get('to')?.[0] ?? null)
-  const ccHeader = view.headers.get('cc')?.[0] ?? null
-  const addresses = [m.mailFrom, ...m.rcptTo, fromHeader ?? '', toHeader ?? '', ccHeader ?? '']
-    .join(' ')
-    .toLowerCase()
-    .replace(/\s+/g, ' ')
-    .trim()
-  const dateHeader = view.headers.get('date')?.[0]
-  const sentAt = dateHeader && !Number.isNaN(Date.parse(dateHeader)) ? new Date(dateHeader) : null
-  const subject = view.subject || m.subject || null
+  const d = await describeMessage(raw, { mailFrom: m.mailFrom, rcptTo: m.rcptTo, subject: m.subject })
   const objectKey = archiveKey(m.tenantId, m.receivedAt, m.id)
   const sha256 = createHash('sha256').update(raw).digest('hex')
 
   // the same bytes under a key of its own: immutable, and purged on the tenant's schedule whatever
   // happens to the inbound copy
   await store.put(objectKey, raw)
-  const lang = sql.raw(`'${language}'::regconfig`) // from LANGUAGES, never from the message itself
-  // addresses also as words (`alice example com`), so that a free-text query for a name or a domain finds them
-  const addressWords = addresses.replace(/[@.<>,"]/g, ' ')
   const inserted = await db
     .insert(archivedMessages)
     .values({
@@ -180,24 +224,21 @@ export async function indexMessage(
       size: raw.length,
       mailFrom: m.mailFrom,
       rcptTo: m.rcptTo,
-      fromHeader: capText(fromHeader ?? '', 2048) || null,
-      toHeader: capText(toHeader ?? '', 8192) || null,
-      ccHeader: capText(ccHeader ?? '', 8192) || null,
-      subject: subject ? capText(subject, 2048) : null,
+      fromHeader: d.fromHeader,
+      toHeader: d.toHeader,
+      ccHeader: d.ccHeader,
+      subject: d.subject,
       messageIdHeader: m.messageIdHeader,
-      sentAt,
+      sentAt: d.sentAt,
       receivedAt: m.receivedAt,
       verdict: verdictOf(m),
       spamScore: m.spamScore,
-      attachmentNames,
-      hasAttachments: view.attachments.length > 0,
-      language,
-      textExtract: text,
-      addresses: capText(addresses, 16384),
-      search: sql`setweight(to_tsvector(${lang}, ${capText(subject ?? '', 2048)}), 'A')
-        || setweight(to_tsvector('simple', ${capText(`${addresses} ${addressWords}`, 32768)}), 'B')
-        || setweight(to_tsvector(${lang}, ${attachmentNames.join(' ')}), 'B')
-        || setweight(to_tsvector(${lang}, ${text}), 'D')`,
+      attachmentNames: d.attachmentNames,
+      hasAttachments: d.hasAttachments,
+      language: d.language,
+      textExtract: d.textExtract,
+      addresses: d.addresses,
+      search: searchVector(d),
     })
     .onConflictDoNothing()
     .returning({ id: archivedMessages.id })
