@@ -72,5 +72,4 @@ CREATE INDEX "archive_exports_tenant" ON "archive_exports" USING btree ("tenant_
 CREATE INDEX "archive_hold_items_archived" ON "archive_hold_items" USING btree ("archived_id");--> statement-breakpoint
 CREATE INDEX "archive_holds_tenant" ON "archive_holds" USING btree ("tenant_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "archived_messages_message" ON "archived_messages" USING btree ("tenant_id","message_id");--> statement-breakpoint
-CREATE INDEX "archived_messages_tenant_received" ON "archived_messages" USING btree ("tenant_id","received_at","id");--> statement-breakpoint
-CREATE INDEX "archived_messages_search" ON "archived_messages" USING gin ("search");
+CREATE INDEX "archived_messages_tenant_received" ON "archived_messages" USING btree ("tenant_id","received_at","id");

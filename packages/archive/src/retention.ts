@@ -4,7 +4,7 @@ import { archiveHolds, auditLog, type Db, type Executor, newId, tenants } from '
 import type { Logger } from '@moat/log'
 import { and, desc, eq, isNull, sql } from 'drizzle-orm'
 import { filterToJson } from './exports'
-import { type ArchiveFilter, filterConditions } from './search'
+import { type ArchiveFilter, filterConditions, parseQuery } from './search'
 
 /** The retention periods customers choose from, in days; null keeps everything. */
 export const RETENTION_PRESETS = { '30d': 30, '1y': 365, '7y': 2557, unlimited: null } as const
@@ -97,11 +97,12 @@ export async function placeHold(
     })
     let count = 0
     if (input.scope === 'messages') {
+      const parsed = input.filter.q?.trim() ? await parseQuery(tx, input.filter.q) : undefined
       // FOR SHARE: a purge batch holding some of these rows finishes first (they are then gone)
       const rows = (await tx.execute(sql`
         insert into archive_hold_items (hold_id, tenant_id, archived_id)
         select ${id}, tenant_id, id from archived_messages
-        where ${filterConditions(input.tenantId, input.filter)}
+        where ${filterConditions(input.tenantId, input.filter, parsed)}
         for share
         returning archived_id
       `)) as unknown as unknown[]

@@ -40,18 +40,35 @@ export interface ArchiveHit {
 const like = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 
 /** The free-text query, matched in every text-search configuration documents may be indexed with. */
-export function tsQuery(q: string): SQL {
+export function tsQueryExpression(q: string): SQL {
   return sql.join(
     SEARCH_CONFIGS.map((config) => sql`websearch_to_tsquery(${sql.raw(`'${config}'`)}::regconfig, ${q})`),
     sql` || `,
   )
 }
 
-/** The conditions of a filter, always scoped to one tenant. */
-export function filterConditions(tenantId: string, f: ArchiveFilter): SQL {
+/**
+ * The free-text query as a tsquery value, parsed once (in its own statement) rather than once per
+ * row, and passed as a constant: the planner then estimates its selectivity and uses the GIN index.
+ */
+export async function parseQuery(db: Executor, q: string): Promise<string> {
+  const [row] = (await db.execute(sql`select (${tsQueryExpression(q)})::text as query`)) as unknown as {
+    query: string
+  }[]
+  return row?.query ?? ''
+}
+
+const tsQuery = (parsed: string) => sql`${parsed}::tsquery`
+
+/**
+ * The conditions of a filter, always scoped to one tenant. `parsed` is the free text through
+ * {@link parseQuery}; without it, `q` is parsed inside the statement.
+ */
+export function filterConditions(tenantId: string, f: ArchiveFilter, parsed?: string): SQL {
   const a = archivedMessages
   const c: (SQL | undefined)[] = [eq(a.tenantId, tenantId)]
-  if (f.q?.trim()) c.push(sql`${a.search} @@ (${tsQuery(f.q)})`)
+  if (f.q?.trim())
+    c.push(sql`${a.search} @@ ${parsed !== undefined ? tsQuery(parsed) : sql`(${tsQueryExpression(f.q)})`}`)
   if (f.from) {
     // the trigram index on `addresses` narrows; the sender columns decide
     c.push(sql`${a.addresses} ilike ${like(f.from.toLowerCase())}`)
@@ -195,20 +212,21 @@ export async function searchArchive(
   const sort = input.sort ?? 'date'
   if (sort === 'relevance' && !q)
     throw new MoatError('invalid', 'sorting by relevance needs free text (q)', 'add q, or sort by date')
-  const where = filterConditions(input.tenantId, input.filter)
   const cursor = input.cursor ? decodeCursor(input.cursor) : undefined
-  const rank = q ? sql`ts_rank(search, ${tsQuery(q)})` : sql`null::real`
+  const parsed = q ? await parseQuery(db, q) : ''
+  const where = filterConditions(input.tenantId, input.filter, parsed)
+  const rank = q ? sql`ts_rank(search, ${tsQuery(parsed)})` : sql`null::real`
   let after = sql`true`
   if (cursor) {
     after =
       sort === 'relevance'
-        ? sql`(ts_rank(search, ${tsQuery(q ?? '')}), received_at, id) < (${cursor.r ?? 0}::real, ${cursor.t}::timestamptz, ${cursor.id})`
+        ? sql`(ts_rank(search, ${tsQuery(parsed)}), received_at, id) < (${cursor.r ?? 0}::real, ${cursor.t}::timestamptz, ${cursor.id})`
         : sql`(received_at, id) < (${cursor.t}::timestamptz, ${cursor.id})`
   }
   const order =
     sort === 'relevance' ? sql`rank desc, received_at desc, id desc` : sql`received_at desc, id desc`
   const headline = q
-    ? sql`ts_headline(language::regconfig, text_extract, ${tsQuery(q)}, ${HEADLINE_OPTIONS})`
+    ? sql`ts_headline(language::regconfig, text_extract, ${tsQuery(parsed)}, ${HEADLINE_OPTIONS})`
     : sql`left(text_extract, 240)`
   // the page is chosen first; snippets (the costly part) are made for its rows only
   const rows = (await db.execute(sql`
@@ -250,8 +268,9 @@ export async function getArchived(db: Executor, tenantId: string, id: string): P
 
 /** Counts what a filter matches. */
 export async function countArchive(db: Executor, tenantId: string, filter: ArchiveFilter): Promise<number> {
+  const parsed = filter.q?.trim() ? await parseQuery(db, filter.q) : undefined
   const [row] = (await db.execute(
-    sql`select count(*)::int as n from archived_messages where ${filterConditions(tenantId, filter)}`,
+    sql`select count(*)::int as n from archived_messages where ${filterConditions(tenantId, filter, parsed)}`,
   )) as unknown as { n: number }[]
   return row?.n ?? 0
 }
@@ -267,10 +286,11 @@ export async function* walkArchive(
   batch = 500,
 ): AsyncGenerator<ArchiveHit['message']> {
   let after: { t: string; id: string } | undefined
+  const parsed = filter.q?.trim() ? await parseQuery(db, filter.q) : undefined
   for (;;) {
     const rows = (await db.execute(sql`
       select ${COLUMNS} from archived_messages
-      where ${filterConditions(tenantId, filter)}
+      where ${filterConditions(tenantId, filter, parsed)}
         and ${after ? sql`(received_at, id) > (${after.t}::timestamptz, ${after.id})` : sql`true`}
       order by received_at, id
       limit ${batch}

@@ -1,5 +1,6 @@
 import net from 'node:net'
 import { PGlite } from '@electric-sql/pglite'
+import { btree_gin } from '@electric-sql/pglite/contrib/btree_gin'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 
 /**
@@ -38,8 +39,8 @@ export async function startEmbeddedPostgres(options: {
   snapshot?: Blob
 }): Promise<EmbeddedPostgres> {
   const db = await PGlite.create(options.dataDir, {
-    // contrib extensions the migrations create (archive search: trigram indexes)
-    extensions: { pg_trgm },
+    // contrib extensions the migrations create (archive search: trigram and tenant-first GIN indexes)
+    extensions: { pg_trgm, btree_gin },
     ...(options.snapshot ? { loadDataDir: options.snapshot } : {}),
   })
   let tail: Promise<void> = Promise.resolve()

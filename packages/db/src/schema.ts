@@ -402,8 +402,8 @@ const tsvector = customType<{ data: string }>({ dataType: () => 'tsvector' })
  * object at `object_key` (`archive/<tenant>/<yyyy>/<mm>/<dd>/<message id>.eml`). `search` is the
  * full-text document (subject, addresses, attachment names, body text) built with `language`, the
  * text-search configuration the message's `Content-Language` names, or `simple`. `addresses` holds
- * every envelope and header address, lower case, for trigram (`pg_trgm`) matching; that index and
- * the extension are in the custom migration `archive_search`.
+ * every envelope and header address, lower case, for trigram (`pg_trgm`) matching. The GIN indexes
+ * and their extensions (`pg_trgm`, `btree_gin`) are in the custom migration `archive_search`.
  */
 export const archivedMessages = pgTable(
   'archived_messages',
@@ -445,7 +445,9 @@ export const archivedMessages = pgTable(
   (t) => [
     uniqueIndex('archived_messages_message').on(t.tenantId, t.messageId),
     index('archived_messages_tenant_received').on(t.tenantId, t.receivedAt, t.id),
-    index('archived_messages_search').using('gin', t.search),
+    // the full-text and trigram indexes are GIN indexes on (tenant_id, …) through btree_gin, so that a
+    // search reads only the tenant's entries: they need extensions, so they live in the custom
+    // migration `archive_search`
   ],
 )
 
@@ -483,7 +485,10 @@ export const archiveHoldItems = pgTable(
     tenantId: text('tenant_id').notNull(),
     archivedId: text('archived_id').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.holdId, t.archivedId] }), index('archive_hold_items_archived').on(t.archivedId)],
+  (t) => [
+    primaryKey({ columns: [t.holdId, t.archivedId] }),
+    index('archive_hold_items_archived').on(t.archivedId),
+  ],
 )
 
 /** An `.mbox` export of a search, run in the background; its file is an object at `object_key`. */
