@@ -49,13 +49,18 @@ export function tsQueryExpression(q: string): SQL {
 
 /**
  * The free-text query as a tsquery value, parsed once (in its own statement) rather than once per
- * row, and passed as a constant: the planner then estimates its selectivity and uses the GIN index.
+ * row, and passed as a constant, so that the planner estimates its selectivity and uses the GIN
+ * index. The configurations that parse the query alike (most do for most words) give one branch.
  */
 export async function parseQuery(db: Executor, q: string): Promise<string> {
-  const [row] = (await db.execute(sql`select (${tsQueryExpression(q)})::text as query`)) as unknown as {
-    query: string
-  }[]
-  return row?.query ?? ''
+  const rows = (await db.execute(
+    sql`select unnest(array[${sql.join(
+      SEARCH_CONFIGS.map((config) => sql`websearch_to_tsquery(${sql.raw(`'${config}'`)}::regconfig, ${q})::text`),
+      sql`, `,
+    )}]) as branch`,
+  )) as unknown as { branch: string }[]
+  const branches = [...new Set(rows.map((r) => r.branch).filter(Boolean))]
+  return branches.map((b) => (branches.length > 1 ? `(${b})` : b)).join(' | ')
 }
 
 const tsQuery = (parsed: string) => sql`${parsed}::tsquery`
