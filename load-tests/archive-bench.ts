@@ -49,7 +49,8 @@ const serverUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:543
 const DB_NAME = 'moat_archive_bench'
 
 const started = Date.now()
-const log = (msg: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}`)
+const log = (msg: string) =>
+  console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}`)
 const timings: Record<string, number> = {}
 async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
   const t0 = performance.now()
@@ -85,7 +86,8 @@ try {
       if (batch.length) await db.insert(archivedMessages).values(batch.splice(0))
     }
     for (const [i, m] of corpus.entries()) {
-      const mailFrom = /^From:.*?([^\s<>"]+@[^\s<>"]+)/im.exec(m.raw.toString('latin1'))?.[1] ?? 'unknown@example.org'
+      const mailFrom =
+        /^From:.*?([^\s<>"]+@[^\s<>"]+)/im.exec(m.raw.toString('latin1'))?.[1] ?? 'unknown@example.org'
       const d = await describeMessage(m.raw, { mailFrom, rcptTo: ['user@customer.test'] })
       const id = newId('arc')
       const key = `archive/bench/${i}.eml`
@@ -187,7 +189,12 @@ try {
     const ms: number[] = []
     let hits = 0
     let cursor: string | null = null
-    await searchArchive(db, { tenantId: baseTenant, filter: query.filter, sort: query.sort ?? 'date', limit: 25 })
+    await searchArchive(db, {
+      tenantId: baseTenant,
+      filter: query.filter,
+      sort: query.sort ?? 'date',
+      limit: 25,
+    })
     for (let i = 0; i < RUNS; i++) {
       const t0 = performance.now()
       const page = await searchArchive(db, {
@@ -214,7 +221,8 @@ try {
     }
     ms.sort((a, b) => a - b)
     next.sort((a, b) => a - b)
-    const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? Number.NaN
+    const pct = (xs: number[], p: number) =>
+      xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? Number.NaN
     results.push({ name: query.name, p50: pct(ms, 0.5), p95: pct(ms, 0.95), hits, nextPage: pct(next, 0.5) })
     log(`${query.name}: p50 ${pct(ms, 0.5).toFixed(1)} ms, p95 ${pct(ms, 0.95).toFixed(1)} ms`)
   }
@@ -237,7 +245,9 @@ try {
     exportBytes += chunk.length
   }
   const exportSeconds = (performance.now() - t0) / 1000
-  log(`export: ${exported} messages, ${(exportBytes / 2 ** 20).toFixed(0)} MiB in ${exportSeconds.toFixed(1)} s`)
+  log(
+    `export: ${exported} messages, ${(exportBytes / 2 ** 20).toFixed(0)} MiB in ${exportSeconds.toFixed(1)} s`,
+  )
 
   // 5. the report
   const cpu = os.cpus()[0]?.model ?? 'unknown'

@@ -55,7 +55,9 @@ export function tsQueryExpression(q: string): SQL {
 export async function parseQuery(db: Executor, q: string): Promise<string> {
   const rows = (await db.execute(
     sql`select unnest(array[${sql.join(
-      SEARCH_CONFIGS.map((config) => sql`websearch_to_tsquery(${sql.raw(`'${config}'`)}::regconfig, ${q})::text`),
+      SEARCH_CONFIGS.map(
+        (config) => sql`websearch_to_tsquery(${sql.raw(`'${config}'`)}::regconfig, ${q})::text`,
+      ),
       sql`, `,
     )}]) as branch`,
   )) as unknown as { branch: string }[]

@@ -31,12 +31,15 @@ async function unfinishedUploads(store: S3ObjectStore, bucket: string): Promise<
 }
 
 for (const prefix of ['', 'tenant-data/']) {
-  objectStoreContract(`S3ObjectStore on the fauxqs emulator${prefix ? `, prefix ${prefix}` : ''}`, async () => {
-    const bucket = s3.bucket()
-    // parts of 5 MiB, S3's minimum: the 5 MB contract test goes up as a multipart upload
-    const store = new S3ObjectStore({ ...s3.options(bucket), prefix, partSize: 5 * 1024 * 1024 })
-    return { store, leftovers: () => unfinishedUploads(store, bucket), close: async () => {} }
-  })
+  objectStoreContract(
+    `S3ObjectStore on the fauxqs emulator${prefix ? `, prefix ${prefix}` : ''}`,
+    async () => {
+      const bucket = s3.bucket()
+      // parts of 5 MiB, S3's minimum: the 5 MB contract test goes up as a multipart upload
+      const store = new S3ObjectStore({ ...s3.options(bucket), prefix, partSize: 5 * 1024 * 1024 })
+      return { store, leftovers: () => unfinishedUploads(store, bucket), close: async () => {} }
+    },
+  )
 }
 
 describe('S3ObjectStore specifics', () => {
@@ -47,7 +50,10 @@ describe('S3ObjectStore specifics', () => {
     await store.put('archive/t1/a.eml', Buffer.from('a'))
     await other.put('archive/t1/b.eml', Buffer.from('b'))
     const raw = await store.client.send(new ListObjectsV2Command({ Bucket: bucket }))
-    expect((raw.Contents ?? []).map((c) => c.Key).sort()).toEqual(['moat/archive/t1/a.eml', 'other/archive/t1/b.eml'])
+    expect((raw.Contents ?? []).map((c) => c.Key).sort()).toEqual([
+      'moat/archive/t1/a.eml',
+      'other/archive/t1/b.eml',
+    ])
     const keys: string[] = []
     for await (const key of store.list('archive/')) keys.push(key)
     expect(keys).toEqual(['archive/t1/a.eml'])

@@ -122,7 +122,10 @@ const schema = z.object({
   MOAT_BLOBSTORE: z.enum(['local', 's3'], { error: 'expected local or s3' }).default('local'),
   MOAT_S3_BUCKET: z
     .string()
-    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)')
+    .regex(
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)',
+    )
     .optional(),
   MOAT_S3_PREFIX: z
     .string()
@@ -131,7 +134,9 @@ const schema = z.object({
   MOAT_S3_REGION: z.string().default('us-east-1'),
   MOAT_S3_ENDPOINT: z.url({ error: 'expected a URL, e.g. https://minio.internal:9000' }).optional(),
   MOAT_S3_FORCE_PATH_STYLE: bool.default(false),
-  MOAT_S3_SSE: z.enum(['none', 'AES256', 'aws:kms'], { error: 'expected none, AES256 or aws:kms' }).default('none'),
+  MOAT_S3_SSE: z
+    .enum(['none', 'AES256', 'aws:kms'], { error: 'expected none, AES256 or aws:kms' })
+    .default('none'),
   MOAT_S3_SSE_KMS_KEY_ID: z.string().optional(),
 
   MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS: positiveInt.default(3600),

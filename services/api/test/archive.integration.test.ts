@@ -193,7 +193,7 @@ describe('one archived message', () => {
     expect(res.headers.get('content-type')).toBe('message/rfc822')
     const raw = Buffer.from(await res.arrayBuffer())
     const [row] = await api.database
-      .sql`select object_key, sha256 from archived_messages where id = ${arc.lunch}`
+      .sql`select object_key, sha256 from archived_messages where id = ${arc.lunch ?? ''}`
     expect(raw.equals(await api.store.get(row?.object_key))).toBe(true)
     const { createHash } = await import('node:crypto')
     expect(createHash('sha256').update(raw).digest('hex')).toBe(meta.body.sha256)
