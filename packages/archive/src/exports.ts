@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
-import { MoatError } from '@moat/core'
-import { archiveExports, auditLog, type Executor, newId } from '@moat/db'
+import { MoatError, recordAudit } from '@moat/core'
+import { archiveExports, type Executor, newId } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { and, eq, sql } from 'drizzle-orm'
 import { mboxChunks } from './mbox'
@@ -52,7 +52,7 @@ export async function startExport(
         createdBy: input.actor,
       })
       .returning()
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'archive.export',

@@ -1,6 +1,6 @@
 import type { ObjectStore } from '@moat/blobstore'
-import { MoatError } from '@moat/core'
-import { archiveHolds, auditLog, type Db, type Executor, newId, tenants } from '@moat/db'
+import { MoatError, recordAudit, withAuditSource } from '@moat/core'
+import { archiveHolds, type Db, type Executor, newId, tenants } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { and, desc, eq, isNull, sql } from 'drizzle-orm'
 import { filterToJson } from './exports'
@@ -59,7 +59,7 @@ export async function setArchiveSettings(
     }
     if (Object.keys(change).length) await tx.update(tenants).set(change).where(eq(tenants.id, input.tenantId))
     const after = await getArchiveSettings(tx, input.tenantId)
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'archive.settings',
@@ -113,7 +113,7 @@ export async function placeHold(
       .set({ messageCount: count })
       .where(eq(archiveHolds.id, id))
       .returning()
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'archive.hold',
@@ -150,7 +150,7 @@ export async function releaseHold(
       .set({ releasedAt: new Date(), releasedBy: input.actor })
       .where(and(eq(archiveHolds.id, input.id), isNull(archiveHolds.releasedAt)))
       .returning()
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'archive.hold.release',
@@ -217,7 +217,7 @@ export async function purgeArchive(
       for (const r of rows) byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r])
       for (const [tenantId, list] of byTenant) {
         const first = list[0]
-        await tx.insert(auditLog).values({
+        await recordAudit(tx, {
           tenantId,
           actor,
           action: 'archive.purge',
@@ -257,7 +257,7 @@ export function startPurgeScheduler(deps: {
   let stopped = false
   const tick = () => {
     if (stopped) return
-    running = purgeArchive(deps, { batch: deps.batch })
+    running = withAuditSource('system', () => purgeArchive(deps, { batch: deps.batch }))
       .then((r) => {
         if (r.purged) deps.log.info({ purged: r.purged, tenants: r.tenants }, 'archive retention purge done')
       })
@@ -290,7 +290,7 @@ export async function recordArchiveAccess(
     detail?: Record<string, unknown>
   },
 ): Promise<void> {
-  await db.insert(auditLog).values({
+  await recordAudit(db, {
     tenantId: input.tenantId,
     actor: input.actor,
     action: input.action,

@@ -104,6 +104,7 @@ const schema = z.object({
   MOAT_RETRY_FIRST_SECONDS: positiveInt.default(60),
   MOAT_RETRY_MAX_SECONDS: positiveInt.default(3600),
   MOAT_RETRY_GIVE_UP_SECONDS: positiveInt.default(5 * 24 * 3600),
+  MOAT_SUSPENDED_RECHECK_SECONDS: positiveInt.default(60),
 
   MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
   MOAT_QUEUE_POLL_MS: positiveInt.default(250),
@@ -111,6 +112,11 @@ const schema = z.object({
   MOAT_API_HOST: z.string().default('127.0.0.1'),
   MOAT_API_PORT: port.default(8025),
   MOAT_API_RATE_PER_MINUTE: positiveInt.default(600),
+  MOAT_ADMIN_TOKEN: z
+    .string()
+    .min(24, 'use at least 24 random characters, e.g. from: openssl rand -hex 24')
+    .optional(),
+  MOAT_DOMAIN_RECHECK_SECONDS: positiveInt.default(6 * 3600),
   MOAT_PORTAL_ORIGIN: z
     .string()
     .regex(
@@ -186,6 +192,8 @@ export type Config = {
     retryFirstSeconds: number
     retryMaxSeconds: number
     giveUpSeconds: number
+    /** how often mail held for a suspended tenant looks again whether the tenant was resumed */
+    suspendedRecheckSeconds: number
   }
   queue: { maxReceives: number; pollMs: number }
   /** the REST API's listener */
@@ -196,6 +204,10 @@ export type Config = {
     ratePerMinute: number
     /** the portal's origin, the only one CORS lets in; unset: no CORS headers */
     portalOrigin: string | undefined
+    /** the operator's bearer token for /v1/admin; unset: the operator routes answer 401 */
+    adminToken: string | undefined
+    /** how often each domain's DNS is checked again in the background (verification, MX drift) */
+    domainRecheckSeconds: number
   }
   /** where raw messages and archive copies live */
   blobstore:
@@ -297,6 +309,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       retryFirstSeconds: e.MOAT_RETRY_FIRST_SECONDS,
       retryMaxSeconds: e.MOAT_RETRY_MAX_SECONDS,
       giveUpSeconds: e.MOAT_RETRY_GIVE_UP_SECONDS,
+      suspendedRecheckSeconds: e.MOAT_SUSPENDED_RECHECK_SECONDS,
     },
     queue: { maxReceives: e.MOAT_QUEUE_MAX_RECEIVES, pollMs: e.MOAT_QUEUE_POLL_MS },
     api: {
@@ -304,6 +317,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.MOAT_API_PORT,
       ratePerMinute: e.MOAT_API_RATE_PER_MINUTE,
       portalOrigin: e.MOAT_PORTAL_ORIGIN,
+      adminToken: e.MOAT_ADMIN_TOKEN,
+      domainRecheckSeconds: e.MOAT_DOMAIN_RECHECK_SECONDS,
     },
     blobstore:
       e.MOAT_BLOBSTORE === 's3'

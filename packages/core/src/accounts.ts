@@ -1,6 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
-import { apiKeys, auditLog, type Executor, newId, sessions, users } from '@moat/db'
+import { apiKeys, type Executor, newId, sessions, users } from '@moat/db'
 import { and, desc, eq, getTableColumns, gt, isNull, lt } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import { MoatError } from './errors'
 import { createTenant, type Tenant } from './tenants'
 
@@ -52,7 +53,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 /** Tokens and keys are 256 random bits, so a plain SHA-256 is enough to store them. */
-function sha256(token: string): string {
+export function sha256(token: string): string {
   return createHash('sha256').update(token).digest('hex')
 }
 
@@ -86,7 +87,7 @@ export async function signup(
       .values({ id: newId('usr'), tenantId: tenant.id, email, passwordHash, role: 'owner' })
       .returning()
     if (!user) throw new Error('insert returned no user')
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: tenant.id,
       actor: `user:${user.id}`,
       action: 'user.signup',
@@ -157,7 +158,7 @@ export async function createApiKey(
       })
       .returning()
     if (!row) throw new Error('insert returned no key')
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'api_key.create',
@@ -200,7 +201,7 @@ export async function revokeApiKey(
       .where(and(eq(apiKeys.id, input.id), eq(apiKeys.tenantId, input.tenantId), isNull(apiKeys.revokedAt)))
       .returning({ id: apiKeys.id, prefix: apiKeys.prefix })
     if (!row) throw new MoatError('not_found', `no API key ${input.id}`)
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'api_key.revoke',

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { auditLog, domains, type Executor, newId, tenants } from '@moat/db'
-import { and, asc, eq, gt, inArray, isNotNull, ne } from 'drizzle-orm'
+import { domains, type Executor, newId, tenants } from '@moat/db'
+import { and, asc, eq, gt, inArray, isNotNull, isNull, lt, ne, or, sql } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import type { DnsResolver } from './dns'
 import { MoatError } from './errors'
 import { findTenant } from './tenants'
@@ -67,7 +68,7 @@ export async function addDomain(
       })
       .returning()
     if (!domain) throw new Error('insert returned no domain')
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: tenant.id,
       actor: input.actor,
       action: 'domain.add',
@@ -76,6 +77,57 @@ export async function addDomain(
     })
     return domain
   })
+}
+
+/** Verifies one domain by id, whatever its tenant (the operator's force-verify). */
+export async function verifyDomainById(
+  db: Executor,
+  resolver: DnsResolver,
+  input: { id: string; mxHosts: string[]; actor: string; force?: boolean },
+): Promise<VerificationResult> {
+  const [domain] = await db.select().from(domains).where(eq(domains.id, input.id))
+  if (!domain) throw new MoatError('not_found', `no domain ${input.id}`)
+  return verifyDomain(db, resolver, { ...input, name: domain.name, tenantId: domain.tenantId })
+}
+
+/**
+ * The background check: every domain whose last check is older than `intervalSeconds` is checked
+ * again, `batch` at a time, oldest first. Pending domains become verified when their TXT record
+ * appears; active domains whose MX records stop naming Moat are reported (`domain.mx_drift` in
+ * the audit log, `mxDriftAt` on the domain) and become `verified` again. Returns how many were checked.
+ */
+export async function recheckDomains(
+  db: Executor,
+  resolver: DnsResolver,
+  input: { mxHosts: string[]; intervalSeconds: number; batch?: number },
+): Promise<{ checked: number; failed: number }> {
+  const due = await db
+    .select({ id: domains.id, name: domains.name, tenantId: domains.tenantId })
+    .from(domains)
+    .where(
+      or(
+        isNull(domains.lastCheckAt),
+        lt(domains.lastCheckAt, new Date(Date.now() - input.intervalSeconds * 1000)),
+      ),
+    )
+    .orderBy(sql`${domains.lastCheckAt} asc nulls first`, asc(domains.id))
+    .limit(input.batch ?? 100)
+  let failed = 0
+  for (const d of due) {
+    try {
+      await verifyDomain(db, resolver, {
+        name: d.name,
+        tenantId: d.tenantId,
+        mxHosts: input.mxHosts,
+        actor: 'system:recheck',
+      })
+    } catch {
+      // a clash with another tenant's claim is not this domain's news; it is retried next round
+      failed++
+      await db.update(domains).set({ lastCheckAt: new Date() }).where(eq(domains.id, d.id))
+    }
+  }
+  return { checked: due.length, failed }
 }
 
 export interface VerificationResult {
@@ -147,6 +199,11 @@ export async function verifyDomain(
   }
 
   const verified = Boolean(winner)
+  const before = target.domain
+  // a DNS server that did not answer says nothing about the MX records: keep what was known
+  const pointsAtMoat = mx.transient ? Boolean(before.mxPointsAtMoat) : mx.pointsAtMoat
+  const drifting = verified && !pointsAtMoat && (before.status === 'active' || before.mxDriftAt !== null)
+  const mxDriftAt = drifting ? (before.mxDriftAt ?? new Date()) : null
   const byOperator =
     !owner && verified && !txt.values.includes(`${VERIFICATION_PREFIX}${target.domain.verificationToken}`)
   const now = new Date()
@@ -161,20 +218,25 @@ export async function verifyDomain(
     const [row] = await tx
       .update(domains)
       .set({
-        status: verified ? (mx.pointsAtMoat ? 'active' : 'verified') : 'pending',
+        status: verified ? (pointsAtMoat ? 'active' : 'verified') : 'pending',
         verifiedAt: verified ? (target.domain.verifiedAt ?? now) : null,
         verifiedBy: verified ? (target.domain.verifiedBy ?? (byOperator ? 'operator' : 'dns')) : null,
-        mxPointsAtMoat: mx.pointsAtMoat,
+        mxPointsAtMoat: pointsAtMoat,
+        mxDriftAt,
         lastCheckAt: now,
         lastCheckResult:
           reason ??
-          (mx.pointsAtMoat ? 'verified; MX points at Moat' : 'verified; MX does not point at Moat yet'),
+          (mxDriftAt
+            ? `MX drift since ${mxDriftAt.toISOString()}: the MX records name ${mx.hosts.join(', ') || 'nothing'} (${mx.error ?? 'not Moat'}); mail that still reaches Moat is accepted`
+            : pointsAtMoat
+              ? `verified; MX points at Moat${mx.transient ? ` (kept: ${mx.error})` : ''}`
+              : 'verified; MX does not point at Moat yet'),
       })
       .where(eq(domains.id, target.domain.id))
       .returning()
     if (!row) throw new Error('domain disappeared during verification')
     if (byOperator) {
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: row.tenantId,
         actor: input.actor,
         action: 'domain.force_verify',
@@ -182,12 +244,29 @@ export async function verifyDomain(
         detail: { name, txtFound: txt.values, reason: 'operator override' },
       })
     } else if (verified && !target.domain.verifiedAt) {
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: row.tenantId,
         actor: input.actor,
         action: 'domain.verify',
         target: row.id,
         detail: { name },
+      })
+    }
+    if (mxDriftAt && !before.mxDriftAt) {
+      await recordAudit(tx, {
+        tenantId: row.tenantId,
+        actor: input.actor,
+        action: 'domain.mx_drift',
+        target: row.id,
+        detail: { name, mx: mx.hosts, expected: input.mxHosts, ...(mx.error ? { error: mx.error } : {}) },
+      })
+    } else if (!mxDriftAt && before.mxDriftAt && pointsAtMoat) {
+      await recordAudit(tx, {
+        tenantId: row.tenantId,
+        actor: input.actor,
+        action: 'domain.mx_restored',
+        target: row.id,
+        detail: { name, mx: mx.hosts, driftSince: before.mxDriftAt.toISOString() },
       })
     }
     // a name verified here can no longer be claimed by the other tenants that added it
@@ -216,14 +295,16 @@ async function lookupMx(
   resolver: DnsResolver,
   name: string,
   mxHosts: string[],
-): Promise<{ hosts: string[]; pointsAtMoat: boolean; error?: string }> {
+): Promise<{ hosts: string[]; pointsAtMoat: boolean; error?: string; transient?: boolean }> {
   try {
     const records = await resolver.resolveMx(name)
     const hosts = records.sort((a, b) => a.priority - b.priority).map((r) => normalizeDomain(r.exchange))
     const ours = new Set(mxHosts.map(normalizeDomain))
     return { hosts, pointsAtMoat: hosts.some((h) => ours.has(h)) }
   } catch (err) {
-    return { hosts: [], pointsAtMoat: false, error: dnsError(err) }
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    const transient = !['ENODATA', 'ENOTFOUND'].includes(code)
+    return { hosts: [], pointsAtMoat: false, error: dnsError(err), transient }
   }
 }
 
@@ -256,7 +337,6 @@ export async function findAcceptingDomain(
         eq(domains.name, normalizeDomain(name)),
         inArray(domains.status, [...ACCEPTING_STATUSES]),
         isNotNull(domains.verifiedAt),
-        eq(tenants.status, 'active'),
       ),
     )
   return row

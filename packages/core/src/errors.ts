@@ -1,5 +1,5 @@
 /** What went wrong, in words a customer or operator can act on. Only the edges (CLI, API, SMTP) map it. */
-export type MoatErrorCode = 'not_found' | 'conflict' | 'invalid' | 'verification_failed'
+export type MoatErrorCode = 'not_found' | 'conflict' | 'invalid' | 'forbidden' | 'verification_failed'
 
 export class MoatError extends Error {
   override name = 'MoatError'

@@ -7,7 +7,8 @@ import {
   recipients,
   tenants,
 } from '@moat/db'
-import { and, asc, desc, eq, exists, gte, ilike, inArray, lt, or, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, exists, gte, ilike, inArray, lt, ne, or, sql } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import { normalizeDomain } from './domains'
 import { MoatError } from './errors'
 
@@ -189,8 +190,9 @@ export async function getMessage(db: Executor, tenantId: string, id: string): Pr
 }
 
 /**
- * Deletes a quarantined message from the quarantine: it and its recipients become `deleted` and
- * the event is recorded. The raw object stays in the store (nothing purges it yet).
+ * Deletes a quarantined message from the quarantine: it and its recipients become `deleted`, the
+ * event goes into the message log and the audit log. The caller then purges the raw object with
+ * `purgeRawObject` (it may be shared with another tenant's copy of the same SMTP transaction).
  */
 export async function deleteQuarantined(
   db: Executor,
@@ -211,6 +213,32 @@ export async function deleteQuarantined(
       .set({ status: 'deleted', updatedAt: new Date() })
       .where(eq(recipients.messageId, m.id))
     await recordEvent(tx, m, 'deleted', { actor: input.actor })
+    await recordAudit(tx, {
+      tenantId: m.tenantId,
+      actor: input.actor,
+      action: 'quarantine.delete',
+      target: m.id,
+      detail: { from: m.mailFrom, subject: m.subject, score: m.spamScore, virus: m.virusName },
+    })
     return updated
   })
+}
+
+/**
+ * Deletes a message's raw object from the store once no message row that still needs it refers to
+ * it (rows of one SMTP transaction for several tenants share it). True when it was deleted.
+ */
+export async function purgeRawObject(
+  db: Executor,
+  store: { delete(key: string): Promise<void> },
+  objectKey: string,
+): Promise<boolean> {
+  const [used] = await db
+    .select({ id: messages.id })
+    .from(messages)
+    .where(and(eq(messages.objectKey, objectKey), ne(messages.status, 'deleted')))
+    .limit(1)
+  if (used) return false
+  await store.delete(objectKey)
+  return true
 }

@@ -1,4 +1,4 @@
-import { auditLog, domains, type Executor, listEntries, newId, policies } from '@moat/db'
+import { domains, type Executor, listEntries, newId, policies } from '@moat/db'
 import {
   DEFAULT_POLICY,
   type ListEntry,
@@ -8,6 +8,7 @@ import {
   resolvePolicy,
 } from '@moat/detect/policy'
 import { and, asc, eq, gt, isNull } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import { MoatError } from './errors'
 
 /** What a caller may set; `null` turns an action off, an absent key inherits. */
@@ -76,7 +77,7 @@ export async function setPolicy(
         `tagThreshold ${tag} is above quarantineThreshold ${quarantine}`,
         'tagging must start at or below quarantining',
       )
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'policy.set',
@@ -170,7 +171,7 @@ export async function addListEntry(
       })
       .returning()
     if (!row) throw new Error('insert returned no list entry')
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: `list.${input.action}`,
@@ -211,7 +212,7 @@ export async function removeListEntry(
       .where(and(eq(listEntries.id, input.id), eq(listEntries.tenantId, input.tenantId)))
       .returning()
     if (!row) throw new MoatError('not_found', `no list entry ${input.id} for this tenant`)
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: input.tenantId,
       actor: input.actor,
       action: 'list.remove',

@@ -1,14 +1,22 @@
-import { auditLog, type Executor, newId, routes } from '@moat/db'
+import { type Executor, newId, routes } from '@moat/db'
 import { asc, eq } from 'drizzle-orm'
+import { recordAudit } from './audit'
 import { type Domain, findDomain, getDomain } from './domains'
 import { MoatError } from './errors'
 
 export type Route = typeof routes.$inferSelect
 
+export const TLS_MODES = ['opportunistic', 'required'] as const
+export type TlsMode = (typeof TLS_MODES)[number]
+
 export interface Destination {
   host: string
   port: number
   priority: number
+  /** `opportunistic` (the default): STARTTLS when offered; `required`: no delivery in the clear */
+  tls?: TlsMode
+  /** set: this destination is for this one recipient address only, instead of the domain's others */
+  recipient?: string | null
 }
 
 /**
@@ -34,7 +42,11 @@ export async function setRoutes(
   input: { domain: string; destinations: Destination[]; actor: string },
 ): Promise<Route[]> {
   checkDestinations(input.destinations)
-  return db.transaction(async (tx) => replaceRoutes(tx, await findDomain(tx, input.domain), input))
+  return db.transaction(async (tx) => {
+    const domain = await findDomain(tx, input.domain)
+    checkRecipients(domain, input.destinations)
+    return replaceRoutes(tx, domain, input)
+  })
 }
 
 /** Replaces the destination servers of one of the tenant's domains (the customer's view). */
@@ -43,14 +55,41 @@ export async function setDomainRoutes(
   input: { tenantId: string; domainId: string; destinations: Destination[]; actor: string },
 ): Promise<Route[]> {
   checkDestinations(input.destinations)
-  return db.transaction(async (tx) =>
-    replaceRoutes(tx, await getDomain(tx, input.tenantId, input.domainId), input),
-  )
+  return db.transaction(async (tx) => {
+    const domain = await getDomain(tx, input.tenantId, input.domainId)
+    checkRecipients(domain, input.destinations)
+    return replaceRoutes(tx, domain, input)
+  })
 }
 
 function checkDestinations(destinations: Destination[]): void {
   if (!destinations.length) {
     throw new MoatError('invalid', 'no destination given', 'give at least one HOST:PORT[:PRIORITY]')
+  }
+}
+
+/**
+ * A per-recipient destination must name an address of the domain itself, and the domain must keep
+ * at least one destination for everybody else.
+ */
+function checkRecipients(domain: Domain, destinations: Destination[]): void {
+  for (const d of destinations) {
+    if (!d.recipient) continue
+    const address = d.recipient.trim().toLowerCase()
+    if (!address.endsWith(`@${domain.name}`) || !/^[^\s@]+@[^\s@]+$/.test(address)) {
+      throw new MoatError(
+        'invalid',
+        `${JSON.stringify(d.recipient)} is not an address at ${domain.name}`,
+        `a per-recipient destination takes an address like someone@${domain.name}`,
+      )
+    }
+  }
+  if (destinations.every((d) => d.recipient)) {
+    throw new MoatError(
+      'invalid',
+      'every destination is for one recipient only',
+      'add at least one destination without a recipient, for the rest of the domain',
+    )
   }
 }
 
@@ -70,10 +109,12 @@ async function replaceRoutes(
         host: d.host,
         port: d.port,
         priority: d.priority,
+        tls: d.tls ?? 'opportunistic',
+        recipient: d.recipient ? d.recipient.trim().toLowerCase() : null,
       })),
     )
     .returning()
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId: domain.tenantId,
     actor: input.actor,
     action: 'route.set',
@@ -85,6 +126,24 @@ async function replaceRoutes(
 
 export async function listRoutes(db: Executor, domainId: string): Promise<Route[]> {
   return db.select().from(routes).where(eq(routes.domainId, domainId)).orderBy(asc(routes.priority))
+}
+
+/**
+ * Splits a delivery's recipients by destination: each recipient with destinations of its own goes
+ * there alone; everyone else goes to the domain's shared destinations (in priority order).
+ */
+export function routeRecipients<R extends { recipient: string | null; priority: number }>(
+  routes: R[],
+  addresses: string[],
+): { routes: R[]; addresses: string[] }[] {
+  const shared = { routes: orderDestinations(routes.filter((r) => !r.recipient)), addresses: [] as string[] }
+  const own = new Map<string, { routes: R[]; addresses: string[] }>()
+  for (const address of addresses) {
+    const mine = routes.filter((r) => r.recipient === address.toLowerCase())
+    if (mine.length) own.set(address, { routes: orderDestinations(mine), addresses: [address] })
+    else shared.addresses.push(address)
+  }
+  return [...(shared.addresses.length ? [shared] : []), ...own.values()]
 }
 
 /**

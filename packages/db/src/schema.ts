@@ -21,8 +21,17 @@ const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull(
 export const tenants = pgTable('tenants', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
-  /** `active` or `suspended`; a suspended tenant's mail is refused at RCPT time. */
+  /**
+   * `active` or `suspended`. A suspended tenant's mail is still accepted, scanned and queued, but
+   * not delivered until it is resumed; its outbound submission is refused with a 4xx.
+   */
   status: text('status').notNull().default('active'),
+  /** why it is suspended: `operator` or `billing`; each lifts only its own */
+  suspendedReason: text('suspended_reason'),
+  suspendedNote: text('suspended_note'),
+  suspendedAt: timestamp('suspended_at', { withTimezone: true }),
+  /** the last resumption: the delivery give-up clock of mail held while suspended restarts here */
+  resumedAt: timestamp('resumed_at', { withTimezone: true }),
   /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
   spamModelVersion: integer('spam_model_version').notNull().default(0),
   /** every accepted message is archived unless the tenant turns this off */
@@ -56,6 +65,8 @@ export const domains = pgTable(
     mxPointsAtMoat: boolean('mx_points_at_moat'),
     lastCheckAt: timestamp('last_check_at', { withTimezone: true }),
     lastCheckResult: text('last_check_result'),
+    /** since when an active domain's MX records no longer name Moat (reported, cleared when they do again) */
+    mxDriftAt: timestamp('mx_drift_at', { withTimezone: true }),
     createdAt: createdAt(),
   },
   (t) => [
@@ -80,6 +91,10 @@ export const routes = pgTable(
     host: text('host').notNull(),
     port: integer('port').notNull().default(25),
     priority: integer('priority').notNull().default(10),
+    /** `opportunistic` (STARTTLS when offered) or `required` (no delivery without STARTTLS) */
+    tls: text('tls').notNull().default('opportunistic'),
+    /** set: this destination is only for this one recipient address, instead of the domain's others */
+    recipient: text('recipient'),
     createdAt: createdAt(),
   },
   (t) => [index('routes_domain').on(t.domainId)],
@@ -197,6 +212,8 @@ export const auditLog = pgTable(
     action: text('action').notNull(),
     target: text('target').notNull(),
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    /** where the change came from: the API client's IP address, `cli`, or `system` for background jobs */
+    source: text('source'),
   },
   (t) => [index('audit_log_tenant').on(t.tenantId, t.at)],
 )
@@ -329,6 +346,29 @@ export const users = pgTable(
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('users_email').on(t.email), index('users_tenant').on(t.tenantId)],
+)
+
+/**
+ * An invitation to join a tenant with a role. The token goes to the invitee once (in the API's
+ * answer, for the inviter to pass on); only its SHA-256 is kept. Accepting creates the user.
+ */
+export const invitations = pgTable(
+  'invitations',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    email: text('email').notNull(),
+    role: text('role').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    invitedBy: text('invited_by').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    acceptedAt: timestamp('accepted_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('invitations_token_hash').on(t.tokenHash), index('invitations_tenant').on(t.tenantId)],
 )
 
 /** A signed-in user's session; only the SHA-256 of the cookie's token is stored. */

@@ -40,7 +40,9 @@ export interface SmtpSink {
  * A real SMTP server on loopback standing for a customer's mail server: it stores what it
  * receives and can refuse recipients on demand. Pass a port to come back up on the same port.
  */
-export async function startSmtpSink(options: { port?: number } = {}): Promise<SmtpSink> {
+export async function startSmtpSink(
+  options: { port?: number /** offer STARTTLS (the default) */; starttls?: boolean; banner?: string } = {},
+): Promise<SmtpSink> {
   const waiters: (() => void)[] = []
   const sink: SmtpSink = {
     port: 0,
@@ -68,6 +70,8 @@ export async function startSmtpSink(options: { port?: number } = {}): Promise<Sm
     authOptional: true,
     logger: false,
     disableReverseLookup: true,
+    ...(options.starttls === false ? { disabledCommands: ['STARTTLS'] } : {}),
+    ...(options.banner ? { banner: options.banner } : {}),
     onRcptTo(address, _session, callback) {
       const refusal = sink.rcptReply?.(address.address)
       if (refusal) {

@@ -1,17 +1,19 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Config } from '@moat/config'
 import type { DnsResolver } from '@moat/core'
+import { withAuditSource } from '@moat/core'
 import type { Executor } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { cors } from 'hono/cors'
 import { requestId } from 'hono/request-id'
-import { type ApiEnv, authenticate, SESSION_COOKIE } from './auth'
+import { type ApiEnv, authenticate, clientIp, SESSION_COOKIE } from './auth'
 import { docsPage } from './docs'
 import type { MailDeps } from './feedback'
 import { IDEMPOTENCY_HEADER, idempotent } from './idempotency'
 import { ApiProblem, problem, sendProblem, toProblem, validationProblem } from './problems'
 import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
+import { ADMIN_PREFIX, operatorOnly, registerAdmin } from './routes/admin'
 import { registerApiKeys } from './routes/api-keys'
 import { registerArchive } from './routes/archive'
 import { registerAudit } from './routes/audit'
@@ -19,10 +21,11 @@ import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
 import { registerPolicies } from './routes/policies'
 import { registerQuarantine } from './routes/quarantine'
+import { registerUsers } from './routes/users'
 
 export interface ApiDeps {
   db: Executor
-  config: Pick<Config, 'mxHosts'>
+  config: Pick<Config, 'mxHosts' | 'hostname'>
   /** the resolver domain verification uses */
   resolver: DnsResolver
   log?: Logger | undefined
@@ -32,6 +35,8 @@ export interface ApiDeps {
   limits?: RateLimits | undefined
   /** the portal's origin: the only one CORS lets in, with credentials; unset: no CORS headers */
   portalOrigin?: string | undefined
+  /** the operator's token for /v1/admin; unset: those routes answer 401 */
+  adminToken?: string | undefined
 }
 
 export type Api = OpenAPIHono<ApiEnv>
@@ -90,8 +95,13 @@ export function createApi(deps: ApiDeps): Api {
   app.notFound((c) => sendProblem(c, problem(404, `no such endpoint: ${c.req.method} ${c.req.path}`)))
 
   const limiters = createLimiters(deps.limits)
+  // changes made by a request are recorded in the audit log with the client's address
+  app.use('/v1/*', (c, next) => withAuditSource(clientIp(c), next))
+  app.use(`${ADMIN_PREFIX}*`, operatorOnly(deps.adminToken))
   app.use('/v1/*', authenticate(deps.db, limiters.apiKey))
-  for (const path of ['/v1/domains', '/v1/api-keys', '/v1/lists']) app.use(path, idempotent(deps.db))
+  for (const path of ['/v1/domains', '/v1/api-keys', '/v1/lists', '/v1/invitations']) {
+    app.use(path, idempotent(deps.db))
+  }
   registerAccounts(app, deps, limiters)
   registerApiKeys(app, deps)
   registerDomains(app, deps)
@@ -100,6 +110,8 @@ export function createApi(deps: ApiDeps): Api {
   registerQuarantine(app, deps)
   registerArchive(app, deps)
   registerAudit(app, deps)
+  registerUsers(app, deps)
+  registerAdmin(app, deps)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' })
   app.openAPIRegistry.registerComponent('securitySchemes', 'session', {
@@ -126,6 +138,10 @@ export function generateOpenApi() {
   }
   const db = new Proxy({}, { get: unused }) as Executor
   return openApiDocument(
-    createApi({ db, config: { mxHosts: [] }, resolver: { resolveTxt: unused, resolveMx: unused } }),
+    createApi({
+      db,
+      config: { mxHosts: [], hostname: 'moat.invalid' },
+      resolver: { resolveTxt: unused, resolveMx: unused },
+    }),
   )
 }

@@ -49,6 +49,7 @@ export class ApiProblem extends Error {
 
 const STATUS_OF: Record<MoatErrorCode, ContentfulStatusCode> = {
   not_found: 404,
+  forbidden: 403,
   conflict: 409,
   invalid: 422,
   verification_failed: 422,

@@ -57,6 +57,7 @@ export interface TestApi {
     },
   ): Promise<string>
   deliverQueue: PostgresQueue<DeliverJob>
+  /** the raw messages */
   store: LocalObjectStore
   /** archives a message as the archive worker does; gives the archived message's id */
   archive(messageId: string): Promise<string>
@@ -68,7 +69,12 @@ export interface TestApi {
  * DATABASE_URL), with a DNS server on loopback for domain verification.
  */
 export async function startTestApi(
-  options: { limits?: RateLimits; portalOrigin?: string } = {},
+  options: {
+    limits?: RateLimits
+    portalOrigin?: string
+    adminToken?: string
+    domainRecheckSeconds?: number
+  } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
   await runMigrations(testDb.url)
@@ -85,7 +91,10 @@ export async function startTestApi(
         port: 0,
         ratePerMinute: options.limits?.apiPerMinute ?? 600,
         portalOrigin: options.portalOrigin,
+        adminToken: options.adminToken,
+        domainRecheckSeconds: options.domainRecheckSeconds ?? 3600,
       },
+      hostname: 'mx.moat.test',
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
     },

@@ -17,6 +17,7 @@ const objectOf: Record<string, string> = {}
 const bodies: Record<string, unknown> = {
   'PUT /v1/domains/{id}/routes': { items: [{ host: 'attacker.test', port: 25, priority: 1 }] },
   'POST /v1/quarantine/{id}/release': { force: true },
+  'PATCH /v1/users/{id}': { role: 'viewer' },
 }
 
 beforeAll(async () => {
@@ -57,6 +58,16 @@ beforeAll(async () => {
     if (e.body.status !== 'running') break
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+  const invited = await api.call('POST', '/v1/invitations', {
+    key: a.key,
+    body: { email: 'second@alpha.test', role: 'admin' },
+  })
+  const joined = await api.call('POST', '/v1/invitations/accept', {
+    body: { token: invited.body.token, password: 'a long enough password' },
+  })
+  objectOf['/v1/users'] = joined.body.id
+  const open = await api.call('POST', '/v1/invitations', { key: a.key, body: { email: 'third@alpha.test' } })
+  objectOf['/v1/invitations'] = open.body.invitation.id
 })
 afterAll(async () => {
   await api?.close()
@@ -66,7 +77,8 @@ const operations = () => {
   const doc = generateOpenApi()
   return Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
     (['get', 'post', 'put', 'patch', 'delete'] as const)
-      .filter((m) => item[m] && path.includes('{id}'))
+      // the operator's routes are not a tenant's: they take the operator token only (admin tests)
+      .filter((m) => item[m] && path.includes('{id}') && !path.startsWith('/v1/admin/'))
       .map((m) => ({ method: m.toUpperCase(), path, needsBody: Boolean(item[m]?.requestBody) })),
   )
 }
@@ -93,6 +105,10 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         'GET /v1/archive/exports/{id}',
         'GET /v1/archive/exports/{id}/download',
         'DELETE /v1/archive/holds/{id}',
+        'POST /v1/domains/{id}/routes/test',
+        'PATCH /v1/users/{id}',
+        'DELETE /v1/users/{id}',
+        'DELETE /v1/invitations/{id}',
       ]),
     )
   })
@@ -165,6 +181,15 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     expect(policy.body.domain).toEqual({})
     const held = await api.call('GET', `/v1/quarantine/${objectOf['/v1/quarantine']}`, { key: a.key })
     expect(held.body).toMatchObject({ status: 'quarantined', subject: 'alpha held' })
+    const users = await api.call('GET', '/v1/users', { key: a.key })
+    expect(users.body.items).toMatchObject([
+      { email: 'owner@alpha.test', role: 'owner' },
+      { id: objectOf['/v1/users'], email: 'second@alpha.test', role: 'admin' },
+    ])
+    const invitations = await api.call('GET', '/v1/invitations', { key: a.key })
+    expect(invitations.body.items).toMatchObject([
+      { id: objectOf['/v1/invitations'], email: 'third@alpha.test' },
+    ])
     const log = await api.call('GET', `/v1/messages/${objectOf['/v1/messages']}`, { key: a.key })
     expect(log.body.events).toMatchObject([{ kind: 'scanned' }])
   })
@@ -197,6 +222,9 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
       body: { reason: 'fishing', scope: 'messages', filter: { q: 'merger' } },
     })
     expect(hold.body.messageCount).toBe(0)
+    const users = await api.call('GET', '/v1/users', { key: b.key })
+    expect(users.body.items.map((u: { email: string }) => u.email)).toEqual(['owner@bravo.test'])
+    expect((await api.call('GET', '/v1/invitations', { key: b.key })).body.items).toEqual([])
     const audit = await api.call('GET', '/v1/audit', { key: b.key })
     expect(audit.body.items.length).toBeGreaterThan(0)
     expect(JSON.stringify(audit.body)).not.toContain(a.tenantId)

@@ -1,3 +1,5 @@
+import { messages } from '@moat/db'
+import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PREVIEW_CHARS } from '../src/routes/quarantine'
 import { startTestApi, type TestApi } from './api'
@@ -160,6 +162,13 @@ describe('quarantine', () => {
     expect(trace.body.events.at(-1)).toMatchObject({ kind: 'released', detail: { learnt: 'ham' } })
     expect((await api.call('POST', `/v1/quarantine/${id}/release`, { key: t.key })).status).toBe(404)
     expect((await api.call('GET', `/v1/quarantine/${id}`, { key: t.key })).status).toBe(404)
+    const audit = await api.call('GET', '/v1/audit', { key: t.key })
+    expect(audit.body.items[0]).toMatchObject({
+      action: 'quarantine.release',
+      actor: `key:${t.keyId}`,
+      target: id,
+      detail: { from: 'sender@spam.example', subject: 'cheap pills', score: 12 },
+    })
   })
 
   it('a message with a virus is released only with force', async () => {
@@ -184,6 +193,38 @@ describe('quarantine', () => {
     expect(trace.body.recipients).toMatchObject([{ status: 'deleted' }])
     expect(trace.body.events.at(-1)).toMatchObject({ kind: 'deleted', detail: { actor: `key:${t.keyId}` } })
     expect((await api.call('DELETE', `/v1/quarantine/${id}`, { key: t.key })).status).toBe(404)
+    // its content is gone from the store, and the audit log says who deleted it
+    await expect(api.store.get(`inbound/${id}.eml`)).rejects.toThrow('object not found')
+    const audit = await api.call('GET', '/v1/audit', { key: t.key })
+    expect(audit.body.items[0]).toMatchObject({
+      action: 'quarantine.delete',
+      actor: `key:${t.keyId}`,
+      target: id,
+      detail: { from: 'sender@spam.example', subject: 'cheap pills' },
+    })
+    const report = await api.call('POST', `/v1/messages/${id}/report-spam`, { key: t.key })
+    expect(report.status).toBe(409)
+    expect(report.body).toMatchObject({
+      detail: `message ${id} was deleted from the quarantine, and its content with it`,
+      hint: 'report a message before deleting it',
+    })
+  })
+
+  it("deleting one tenant's copy keeps the raw object another tenant's copy still needs", async () => {
+    const other = await api.tenant('sharing')
+    const mine = await api.message(t.tenantId, { subject: 'to both' })
+    const theirs = await api.message(other.tenantId, { subject: 'to both' })
+    // one SMTP transaction for both tenants: their rows share the stored message
+    await api.database.db
+      .update(messages)
+      .set({ objectKey: `inbound/${mine}.eml` })
+      .where(eq(messages.id, theirs))
+    expect((await api.call('DELETE', `/v1/quarantine/${mine}`, { key: t.key })).status).toBe(204)
+    const raw = await api.call('GET', `/v1/quarantine/${theirs}/raw`, { key: other.key })
+    expect(raw.status).toBe(200)
+    expect(raw.body).toContain('Subject: to both')
+    expect((await api.call('DELETE', `/v1/quarantine/${theirs}`, { key: other.key })).status).toBe(204)
+    await expect(api.store.get(`inbound/${mine}.eml`)).rejects.toThrow('object not found')
   })
 
   it('bulk release and delete answer for each id', async () => {

@@ -15,7 +15,7 @@ describe('unexpected errors', () => {
     const fail = () => Promise.reject(new Error('unused'))
     const app = createApi({
       db: broken,
-      config: { mxHosts: [] },
+      config: { mxHosts: [], hostname: 'moat.invalid' },
       resolver: { resolveTxt: fail, resolveMx: fail },
     })
     const res = await app.request('/v1/domains', { headers: { authorization: 'Bearer moat_live_x' } })

@@ -18,10 +18,13 @@ import {
   parseDestination,
   removeListEntry,
   requiredRecords,
+  resumeTenant,
   setPolicy,
   setRoutes,
   showMessage,
+  suspendTenant,
   verifyDomain,
+  withAuditSource,
 } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { createLogger } from '@moat/log'
@@ -128,13 +131,47 @@ tenant
     })
   })
 tenant
+  .command('suspend <name>')
+  .description('suspend a tenant: its mail is accepted and kept but not delivered until it is resumed')
+  .option('--note <text>', 'why, for the audit log and the customer')
+  .action(async (name: string, opts: { note?: string }) => {
+    await withDb(async ({ db }) => {
+      const t = await suspendTenant(db, {
+        tenantId: (await findTenant(db, name)).id,
+        reason: 'operator',
+        note: opts.note,
+        actor: ACTOR,
+      })
+      out.print(json(), t, () => `suspended ${t.name}: its mail waits until: moat tenant resume ${t.name}`)
+    })
+  })
+tenant
+  .command('resume <name>')
+  .description('resume a suspended tenant (any reason): the mail that waited is delivered')
+  .action(async (name: string) => {
+    await withDb(async ({ db }) => {
+      const t = await resumeTenant(db, {
+        tenantId: (await findTenant(db, name)).id,
+        reason: 'operator',
+        actor: ACTOR,
+      })
+      out.print(json(), t, () => `resumed ${t.name}`)
+    })
+  })
+tenant
   .command('list')
   .description('list tenants')
   .action(async () => {
     await withDb(async ({ db }) => {
       const rows = await listTenants(db)
       out.print(json(), rows, () =>
-        out.table(rows.map((t) => ({ name: t.name, id: t.id, status: t.status }))),
+        out.table(
+          rows.map((t) => ({
+            name: t.name,
+            id: t.id,
+            status: t.status === 'suspended' ? `suspended (${t.suspendedReason})` : t.status,
+          })),
+        ),
       )
     })
   })
@@ -427,7 +464,7 @@ lists
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await program.parseAsync(argv)
+    await withAuditSource('cli', () => program.parseAsync(argv))
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode

@@ -5,6 +5,8 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool'
 export interface Destination {
   host: string
   port: number
+  /** `required`: STARTTLS or no delivery (the certificate is not checked: customers' servers often have their own) */
+  tls?: 'opportunistic' | 'required' | string
 }
 
 /** What one SMTP delivery to one destination did, per recipient. */
@@ -28,7 +30,8 @@ export class SmtpClient {
   constructor(private readonly options: { hostname: string; timeoutMs: number; maxConnections?: number }) {}
 
   private pool(dest: Destination): Transporter<SMTPPool.SentMessageInfo> {
-    const key = `${dest.host}:${dest.port}`
+    const requireTLS = dest.tls === 'required'
+    const key = `${dest.host}:${dest.port}:${requireTLS ? 'tls' : ''}`
     let pool = this.pools.get(key)
     if (!pool) {
       pool = nodemailer.createTransport({
@@ -36,6 +39,7 @@ export class SmtpClient {
         host: dest.host,
         port: dest.port,
         secure: false,
+        requireTLS,
         name: this.options.hostname,
         maxConnections: this.options.maxConnections ?? 4,
         maxMessages: 100,
@@ -74,6 +78,16 @@ export class SmtpClient {
           refused: e.rejected.map((address, i) => refusal(String(address), e.rejectedErrors?.[i] ?? e)),
           reply: e.response ?? e.message,
           code: e.responseCode ?? null,
+        }
+      }
+      if (e.code === 'ETLS') {
+        // no TLS where it is required: the mail waits for the customer to fix their server or route
+        const reply = `TLS could not be set up (STARTTLS: ${e.response ?? e.message}); this destination requires TLS, so the mail waits`
+        return {
+          accepted: [],
+          refused: envelope.to.map((address) => ({ address, code: null, reply, permanent: false })),
+          reply,
+          code: null,
         }
       }
       const code = e.responseCode ?? null

@@ -1,6 +1,6 @@
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { type DeliverJob, listRoutes, orderDestinations, rewriteHeaders } from '@moat/core'
+import { type DeliverJob, listRoutes, rewriteHeaders, routeRecipients } from '@moat/core'
 import {
   type Db,
   deliveryAttempts,
@@ -9,10 +9,11 @@ import {
   messageEvents,
   messages,
   recipients,
+  tenants,
 } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
-import { and, eq, inArray } from 'drizzle-orm'
+import { and, eq, gte, inArray } from 'drizzle-orm'
 import type { SendOutcome, SmtpClient } from './smtp-client'
 
 export interface DeliverDeps {
@@ -75,48 +76,67 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     return
   }
 
-  const [domain] = await db.select().from(domains).where(eq(domains.id, domainId))
-  const routes = orderDestinations(await listRoutes(db, domainId))
-  const attempts: AttemptRecord[] = []
-  const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
-  let left = pending.map((r) => r.address)
-
-  for (const route of routes) {
-    if (!left.length) break
-    const started = Date.now()
-    let result: SendOutcome
-    try {
-      // the delivered copy carries the scan's headers; the stored original is never changed
-      const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
-      result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
-    } catch (err) {
-      result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
-      result.refused = left.map((address) => ({ address, code: null, reply: result.reply, permanent: false }))
-    }
-    for (const address of result.accepted) outcome.set(address, { status: 'delivered', reply: result.reply })
-    for (const r of result.refused) {
-      outcome.set(r.address, { status: r.permanent ? 'failed' : 'deferred', reply: `${r.reply}` })
-    }
-    const permanent = result.refused.filter((r) => r.permanent).map((r) => r.address)
-    attempts.push({
-      host: route.host,
-      port: route.port,
-      recipients: left,
-      outcome: result.accepted.length
-        ? 'delivered'
-        : permanent.length === left.length
-          ? 'failed'
-          : 'deferred',
-      code: result.code,
-      reply: result.reply,
-      durationMs: Date.now() - started,
-    })
-    // temporary refusals are tried at the next destination; permanent ones are final
-    left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
+  const [tenant] = await db.select().from(tenants).where(eq(tenants.id, message.tenantId))
+  if (tenant?.status === 'suspended') {
+    await holdForSuspendedTenant(deps, job, tenant)
+    return
   }
 
-  const noRoute = routes.length === 0
-  const ageSeconds = (Date.now() - message.receivedAt.getTime()) / 1000
+  const [domain] = await db.select().from(domains).where(eq(domains.id, domainId))
+  const groups = routeRecipients(
+    await listRoutes(db, domainId),
+    pending.map((r) => r.address),
+  )
+  const attempts: AttemptRecord[] = []
+  const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
+
+  for (const group of groups) {
+    let left = group.addresses
+    for (const route of group.routes) {
+      if (!left.length) break
+      const started = Date.now()
+      let result: SendOutcome
+      try {
+        // the delivered copy carries the scan's headers; the stored original is never changed
+        const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
+        result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
+      } catch (err) {
+        result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
+        result.refused = left.map((address) => ({
+          address,
+          code: null,
+          reply: result.reply,
+          permanent: false,
+        }))
+      }
+      for (const address of result.accepted)
+        outcome.set(address, { status: 'delivered', reply: result.reply })
+      for (const r of result.refused) {
+        outcome.set(r.address, { status: r.permanent ? 'failed' : 'deferred', reply: `${r.reply}` })
+      }
+      const permanent = result.refused.filter((r) => r.permanent).map((r) => r.address)
+      attempts.push({
+        host: route.host,
+        port: route.port,
+        recipients: left,
+        outcome: result.accepted.length
+          ? 'delivered'
+          : permanent.length === left.length
+            ? 'failed'
+            : 'deferred',
+        code: result.code,
+        reply: result.reply,
+        durationMs: Date.now() - started,
+      })
+      // temporary refusals are tried at the next destination; permanent ones are final
+      left = result.refused.filter((r) => !r.permanent).map((r) => r.address)
+    }
+  }
+
+  const noRoute = groups.some((g) => g.routes.length === 0)
+  // mail held while its tenant was suspended gets its full give-up time from the resumption
+  const clockStart = Math.max(message.receivedAt.getTime(), tenant?.resumedAt?.getTime() ?? 0)
+  const ageSeconds = (Date.now() - clockStart) / 1000
   const expired = ageSeconds >= config.deliver.giveUpSeconds
   const tries = Math.max(...pending.map((r) => r.attempts)) + 1
   const delay = Math.max(
@@ -197,6 +217,38 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     await updateMessageStatus(tx, messageId)
   })
   jobLog.info({ attempts: attempts.length, tries, expired }, 'delivery pass done')
+}
+
+/**
+ * Keeps a suspended tenant's mail queued without trying it and without counting a try: the job
+ * comes back every `suspendedRecheckSeconds`. The first time, the message log says why it waits.
+ */
+async function holdForSuspendedTenant(
+  deps: DeliverDeps,
+  job: ReceivedJob<DeliverJob>,
+  tenant: { id: string; suspendedReason: string | null; suspendedAt: Date | null },
+): Promise<void> {
+  const { messageId } = job.body
+  const tenantId = tenant.id
+  await deps.db.transaction(async (tx) => {
+    const [held] = await tx
+      .select({ id: messageEvents.id })
+      .from(messageEvents)
+      .where(
+        and(
+          eq(messageEvents.messageId, messageId),
+          eq(messageEvents.kind, 'held'),
+          gte(messageEvents.at, tenant.suspendedAt ?? new Date(0)),
+        ),
+      )
+      .limit(1)
+    if (!held) {
+      const why = `the account is suspended (${tenant.suspendedReason ?? 'operator'}); delivery resumes when it is resumed`
+      await tx.insert(messageEvents).values({ messageId, tenantId, kind: 'held', detail: { reason: why } })
+    }
+    await deps.deliverQueue.delete(job.receipt, { tx })
+    await deps.deliverQueue.send(job.body, { tx, delaySeconds: deps.config.deliver.suspendedRecheckSeconds })
+  })
 }
 
 /** The message's status, summed up from its recipients. */

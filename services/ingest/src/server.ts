@@ -135,7 +135,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
   }
 }
 
-/** How long a recipient domain's lookup is reused: a newly verified or suspended domain takes effect within this. */
+/** How long a recipient domain's lookup is reused: a newly verified domain takes effect within this. */
 const DOMAIN_CACHE_MS = 5_000
 
 /** Memoizes an async lookup per key for `ttlMs`, answers and misses alike; failures are not kept. */

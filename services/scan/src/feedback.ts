@@ -1,5 +1,5 @@
 import type { ObjectStore } from '@moat/blobstore'
-import { type DeliverJob, MoatError, recordEvent } from '@moat/core'
+import { type DeliverJob, MoatError, recordAudit, recordEvent } from '@moat/core'
 import { type Executor, messages, recipients, spamFeedback } from '@moat/db'
 import { addToOverlay, type ContentModel, loadOverlay } from '@moat/detect'
 import type { Queue } from '@moat/queue'
@@ -84,6 +84,18 @@ export async function releaseMessage(
       m.virusScan === 'infected'
         ? { learnt: false, before: null, after: null }
         : await teach(deps, tx, m, 'ham', input.actor)
+    await recordAudit(tx, {
+      tenantId: m.tenantId,
+      actor: input.actor,
+      action: 'quarantine.release',
+      target: m.id,
+      detail: {
+        from: m.mailFrom,
+        subject: m.subject,
+        score: m.spamScore,
+        ...(m.virusName ? { virus: m.virusName, forced: true } : {}),
+      },
+    })
     await recordEvent(tx, m, 'released', {
       actor: input.actor,
       recipients: released.length,
@@ -101,6 +113,13 @@ export async function reportSpam(
 ): Promise<{ message: MessageRow; learnt: boolean; scoreBefore: number | null; scoreAfter: number | null }> {
   return deps.db.transaction(async (tx) => {
     const m = await tenantMessage(tx, input.messageId, input.tenantId)
+    if (m.status === 'deleted') {
+      throw new MoatError(
+        'conflict',
+        `message ${m.id} was deleted from the quarantine, and its content with it`,
+        'report a message before deleting it',
+      )
+    }
     const taught = await teach(deps, tx, m, 'spam', input.actor)
     await recordEvent(tx, m, 'reported_spam', {
       actor: input.actor,

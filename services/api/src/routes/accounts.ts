@@ -1,10 +1,8 @@
-import { getConnInfo } from '@hono/node-server/conninfo'
 import { createRoute, z } from '@hono/zod-openapi'
 import { login, logout, ROLES, signup } from '@moat/core'
-import type { Context } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 import type { Api, ApiDeps } from '../app'
-import { SESSION_COOKIE } from '../auth'
+import { clientIp, SESSION_COOKIE } from '../auth'
 import { ApiProblem, problemResponses } from '../problems'
 import type { Limiters } from '../rate-limit'
 import { iso, json, Timestamp } from '../schemas'
@@ -14,7 +12,7 @@ const Credentials = z.object({
   password: z.string().openapi({ example: 'correct horse battery staple' }),
 })
 
-const User = z
+export const User = z
   .object({
     id: z.string(),
     tenantId: z.string(),
@@ -69,20 +67,11 @@ const logoutRoute = createRoute({
 })
 
 type UserRow = { id: string; tenantId: string; email: string; role: string; createdAt: Date }
-const userOut = (u: UserRow) => ({
+export const userOut = (u: UserRow) => ({
   ...u,
   role: u.role as (typeof ROLES)[number],
   createdAt: iso(u.createdAt),
 })
-
-/** The peer's address; behind a proxy that is the proxy's, so put the limit there too. */
-function clientIp(c: Context): string {
-  try {
-    return getConnInfo(c).remote.address ?? 'unknown'
-  } catch {
-    return 'unknown' // not on @hono/node-server (app.request in a test)
-  }
-}
 
 export function registerAccounts(app: Api, { db }: ApiDeps, limiters: Limiters): void {
   app.openapi(signupRoute, async (c) => {

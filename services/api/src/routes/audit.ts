@@ -13,6 +13,11 @@ const AuditEntry = z
     action: z.string().openapi({ example: 'domain.verified' }),
     target: z.string(),
     detail: z.record(z.string(), z.unknown()),
+    source: z.string().nullable().openapi({
+      description:
+        'where the change came from: the client’s IP address, `cli`, or `system` for background checks',
+      example: '203.0.113.7',
+    }),
   })
   .openapi('AuditEntry')
 
@@ -46,6 +51,7 @@ export function registerAudit(app: Api, { db }: ApiDeps): void {
       action: e.action,
       target: e.target,
       detail: e.detail,
+      source: e.source,
     }))
     return c.json({ items, nextCursor: rows.length > limit ? (items.at(-1)?.id ?? null) : null }, 200)
   })

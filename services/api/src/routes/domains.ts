@@ -8,8 +8,11 @@ import {
   type Route,
   requiredRecords,
   setDomainRoutes,
+  TLS_MODES,
+  type TlsMode,
   verifyDomain,
 } from '@moat/core'
+import { probeSmtp } from '@moat/deliver'
 import type { Api, ApiDeps } from '../app'
 import { caller } from '../auth'
 import { problemResponses } from '../problems'
@@ -27,6 +30,10 @@ const DomainSchema = z
     mxPointsAtMoat: z.boolean().nullable(),
     lastCheckAt: Timestamp.nullable(),
     lastCheckResult: z.string().nullable(),
+    mxDriftAt: Timestamp.nullable().openapi({
+      description:
+        'set while an active domain’s MX records no longer name Moat (found by the background check, also in the audit log as `domain.mx_drift`)',
+    }),
     createdAt: Timestamp,
     records: z
       .object({
@@ -42,10 +49,45 @@ const Destination = z.object({
   host: z.string().min(1).max(253).openapi({ example: 'mail.example.com' }),
   port: z.number().int().min(1).max(65535).default(25),
   priority: z.number().int().min(0).max(65535).default(10).openapi({ description: 'lower is tried first' }),
+  tls: z.enum(TLS_MODES).default('opportunistic').openapi({
+    description:
+      '`opportunistic`: STARTTLS when the server offers it; `required`: mail waits rather than travel in the clear (certificates are not checked)',
+  }),
+  recipient: z.string().nullable().default(null).openapi({
+    description:
+      'an address of this domain: this destination then takes that recipient’s mail only, instead of the domain’s other destinations',
+    example: null,
+  }),
 })
 
 const RouteSchema = Destination.extend({ id: z.string(), createdAt: Timestamp }).openapi('Route')
 const Routes = z.object({ items: z.array(RouteSchema) }).openapi('Routes')
+
+const ConnectionTest = z
+  .object({
+    items: z.array(
+      z.object({
+        routeId: z.string(),
+        host: z.string(),
+        port: z.number().int(),
+        tls: z.enum(TLS_MODES),
+        recipient: z.string().nullable(),
+        ok: z.boolean(),
+        banner: z.string().nullable().openapi({ example: '220 mail.example.com ESMTP Postfix' }),
+        starttls: z.object({
+          offered: z.boolean(),
+          negotiated: z.boolean(),
+          protocol: z.string().nullable(),
+        }),
+        error: z.string().nullable().openapi({ example: 'connection refused by mail.example.com:25' }),
+        ms: z.number().int(),
+      }),
+    ),
+  })
+  .openapi('ConnectionTest')
+
+/** a test connection gives up after this long per destination */
+const PROBE_TIMEOUT_MS = 10_000
 
 const routes = {
   list: createRoute({
@@ -119,6 +161,18 @@ const routes = {
     request: { params: IdParam },
     responses: { 200: { description: 'the routes', ...json(Routes) }, ...problemResponses(401, 404) },
   }),
+  testRoutes: createRoute({
+    method: 'post',
+    path: '/v1/domains/{id}/routes/test',
+    tags: ['routes'],
+    summary:
+      'Open SMTP to each of the domain’s destinations (greeting, EHLO, STARTTLS; no mail is sent) and report the banner or the error',
+    request: { params: IdParam },
+    responses: {
+      200: { description: 'one result per destination, by priority', ...json(ConnectionTest) },
+      ...problemResponses(401, 403, 404),
+    },
+  }),
   setRoutes: createRoute({
     method: 'put',
     path: '/v1/domains/{id}/routes',
@@ -149,6 +203,7 @@ export function registerDomains(app: Api, { db, config, resolver }: ApiDeps): vo
       mxPointsAtMoat: d.mxPointsAtMoat,
       lastCheckAt: iso(d.lastCheckAt),
       lastCheckResult: d.lastCheckResult,
+      mxDriftAt: iso(d.mxDriftAt),
       createdAt: iso(d.createdAt),
       records: { ...records, zone: [records.txt, ...records.mx].join('\n') },
     }
@@ -158,6 +213,8 @@ export function registerDomains(app: Api, { db, config, resolver }: ApiDeps): vo
     host: r.host,
     port: r.port,
     priority: r.priority,
+    tls: r.tls as TlsMode,
+    recipient: r.recipient,
     createdAt: iso(r.createdAt),
   })
 
@@ -196,6 +253,23 @@ export function registerDomains(app: Api, { db, config, resolver }: ApiDeps): vo
     const { tenantId } = caller(c)
     const domain = await getDomain(db, tenantId, c.req.valid('param').id)
     return c.json({ items: (await listRoutes(db, domain.id)).map(routeOut) }, 200)
+  })
+
+  app.openapi(routes.testRoutes, async (c) => {
+    const { tenantId } = caller(c, 'admin')
+    const domain = await getDomain(db, tenantId, c.req.valid('param').id)
+    const list = await listRoutes(db, domain.id)
+    const items = await Promise.all(
+      list.map(async (r) => ({
+        routeId: r.id,
+        host: r.host,
+        port: r.port,
+        tls: r.tls as TlsMode,
+        recipient: r.recipient,
+        ...(await probeSmtp(r, { hostname: config.hostname, timeoutMs: PROBE_TIMEOUT_MS })),
+      })),
+    )
+    return c.json({ items }, 200)
   })
 
   app.openapi(routes.setRoutes, async (c) => {

@@ -1,5 +1,12 @@
 import { createRoute, z } from '@hono/zod-openapi'
-import { deleteQuarantined, getMessage, type Message, MoatError, searchMessages } from '@moat/core'
+import {
+  deleteQuarantined,
+  getMessage,
+  type Message,
+  MoatError,
+  purgeRawObject,
+  searchMessages,
+} from '@moat/core'
 import { readMessage } from '@moat/detect'
 import type { Api, ApiDeps } from '../app'
 import { caller } from '../auth'
@@ -160,6 +167,22 @@ export function registerQuarantine(app: Api, deps: ApiDeps): void {
     return { id, status: r.message.status, learnt: r.learnt }
   }
 
+  /** Deletes from the quarantine and then from the store: a deleted message's content is gone. */
+  const remove = async (tenantId: string, id: string, actor: string) => {
+    await quarantined(tenantId, id)
+    const m = await deleteQuarantined(db, { tenantId, messageId: id, actor })
+    try {
+      await purgeRawObject(db, mailDeps(deps).store, m.objectKey)
+    } catch (err) {
+      // the deletion stands; an object left behind is logged for the operator, not an error for the customer
+      deps.log?.error(
+        { err, messageId: id, objectKey: m.objectKey },
+        'could not purge a deleted message’s raw object',
+      )
+    }
+    return m
+  }
+
   const each = async (ids: string[], one: (id: string) => Promise<{ status: string }>) => {
     const items = []
     for (const id of ids) {
@@ -224,8 +247,7 @@ export function registerQuarantine(app: Api, deps: ApiDeps): void {
   app.openapi(routes.remove, async (c) => {
     const { tenantId, actor } = caller(c, 'admin')
     const { id } = c.req.valid('param')
-    await quarantined(tenantId, id)
-    await deleteQuarantined(db, { tenantId, messageId: id, actor })
+    await remove(tenantId, id, actor)
     return c.body(null, 204)
   })
 
@@ -236,12 +258,6 @@ export function registerQuarantine(app: Api, deps: ApiDeps): void {
 
   app.openapi(routes.deleteMany, async (c) => {
     const { tenantId, actor } = caller(c, 'admin')
-    return c.json(
-      await each(c.req.valid('json').ids, async (id) => {
-        await quarantined(tenantId, id)
-        return deleteQuarantined(db, { tenantId, messageId: id, actor })
-      }),
-      200,
-    )
+    return c.json(await each(c.req.valid('json').ids, (id) => remove(tenantId, id, actor)), 200)
   })
 }
