@@ -255,7 +255,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ? []
     : parsed.error.issues.map((issue) => {
         const name = String(issue.path[0] ?? '')
-        return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`
+        // a secret's value never goes into an error message or a log
+        const shown = /TOKEN|SECRET|PASSWORD|_KEY$/.test(name)
+          ? `(hidden, ${(env[name] ?? '').length} characters)`
+          : JSON.stringify(env[name] ?? '')
+        return `  ${name}=${shown}: ${issue.message}`
       })
   // checked alongside the schema, so that the message lists every bad variable at once
   if (Boolean(present.MOAT_TLS_CERT) !== Boolean(present.MOAT_TLS_KEY)) {

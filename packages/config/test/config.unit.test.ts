@@ -35,6 +35,7 @@ describe('loadConfig defaults', () => {
       retryFirstSeconds: 60,
       retryMaxSeconds: 3600,
       giveUpSeconds: 5 * 24 * 3600,
+      suspendedRecheckSeconds: 60,
       concurrency: 8,
       visibilitySeconds: 300,
       timeoutMs: 60_000,
@@ -52,7 +53,14 @@ describe('loadConfig defaults', () => {
       dnsblZones: [],
     })
     expect(config.queue).toEqual({ maxReceives: 10, pollMs: 250 })
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 8025, ratePerMinute: 600, portalOrigin: undefined })
+    expect(config.api).toEqual({
+      host: '127.0.0.1',
+      port: 8025,
+      ratePerMinute: 600,
+      portalOrigin: undefined,
+      adminToken: undefined,
+      domainRecheckSeconds: 21600,
+    })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.dataDir).toBe(path.resolve('./data'))
     expect(config.logLevel).toBe('info')
@@ -116,6 +124,9 @@ describe('loadConfig overrides', () => {
       MOAT_RETRY_FIRST_SECONDS: '30',
       MOAT_RETRY_MAX_SECONDS: '7200',
       MOAT_RETRY_GIVE_UP_SECONDS: '86400',
+      MOAT_SUSPENDED_RECHECK_SECONDS: '15',
+      MOAT_ADMIN_TOKEN: 'an-operator-token-of-32-characters',
+      MOAT_DOMAIN_RECHECK_SECONDS: '600',
       MOAT_QUEUE_MAX_RECEIVES: '3',
       MOAT_QUEUE_POLL_MS: '50',
       MOAT_API_HOST: '0.0.0.0',
@@ -168,9 +179,17 @@ describe('loadConfig overrides', () => {
         retryFirstSeconds: 30,
         retryMaxSeconds: 7200,
         giveUpSeconds: 86_400,
+        suspendedRecheckSeconds: 15,
       },
       queue: { maxReceives: 3, pollMs: 50 },
-      api: { host: '0.0.0.0', port: 8080, ratePerMinute: 120, portalOrigin: 'https://portal.example.net' },
+      api: {
+        host: '0.0.0.0',
+        port: 8080,
+        ratePerMinute: 120,
+        portalOrigin: 'https://portal.example.net',
+        adminToken: 'an-operator-token-of-32-characters',
+        domainRecheckSeconds: 600,
+      },
       blobstore: { kind: 'local' },
       archive: { purgeIntervalSeconds: 3600, purgeBatch: 500 },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
@@ -218,6 +237,12 @@ describe('loadConfig errors name the variable, its value and what it expects', (
   it('MOAT_API_PORT=http', () => {
     expect(configError({ MOAT_API_PORT: 'http' }).message).toBe(
       'invalid configuration:\n  MOAT_API_PORT="http": expected a TCP port number',
+    )
+  })
+
+  it('MOAT_ADMIN_TOKEN that is too short to be safe, without showing it', () => {
+    expect(configError({ MOAT_ADMIN_TOKEN: 'secret' }).message).toBe(
+      'invalid configuration:\n  MOAT_ADMIN_TOKEN=(hidden, 6 characters): use at least 24 random characters, e.g. from: openssl rand -hex 24',
     )
   })
 
