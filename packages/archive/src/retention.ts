@@ -243,8 +243,10 @@ export async function purgeArchive(
 }
 
 /**
- * Runs {@link purgeArchive} now and then every `intervalSeconds` (the scan service runs it under
- * `moat start`). `stop()` waits for a running purge's current batch.
+ * Runs {@link purgeArchive} five seconds after start and then every `intervalSeconds` (the scan
+ * service runs it under `moat start`), with `system` as the audit source. A run that is still going
+ * when the next is due does not start a second one in this process. `stop()` waits for a running
+ * purge to finish.
  */
 export function startPurgeScheduler(deps: {
   db: Db
@@ -255,8 +257,10 @@ export function startPurgeScheduler(deps: {
 }): { stop(): Promise<void> } {
   let running: Promise<unknown> = Promise.resolve()
   let stopped = false
+  let busy = false
   const tick = () => {
-    if (stopped) return
+    if (stopped || busy) return
+    busy = true
     running = withAuditSource('system', () => purgeArchive(deps, { batch: deps.batch }))
       .then((r) => {
         if (r.purged) deps.log.info({ purged: r.purged, tenants: r.tenants }, 'archive retention purge done')
