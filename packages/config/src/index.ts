@@ -147,6 +147,36 @@ const schema = z.object({
 
   MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS: positiveInt.default(3600),
   MOAT_ARCHIVE_PURGE_BATCH: positiveInt.default(500),
+  MOAT_STRIPE_SECRET_KEY: z
+    .string()
+    .regex(
+      /^(sk|rk)_(test|live)_\S+$/,
+      'expected a Stripe secret key, sk_live_… or sk_test_… (or a restricted rk_… key)',
+    )
+    .optional(),
+  MOAT_STRIPE_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^whsec_\S+$/, 'expected a webhook signing secret, whsec_…')
+    .optional(),
+  MOAT_STRIPE_API_URL: z
+    .string()
+    .regex(/^https?:\/\/[^/\s]+\/?$/, 'expected a base URL with no path, e.g. http://127.0.0.1:12111')
+    .optional(),
+  MOAT_STRIPE_METER_EVENT: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,100}$/, 'expected the event name of a Stripe billing meter, e.g. moat_messages')
+    .default('moat_messages'),
+  MOAT_STRIPE_PORTAL_RETURN_URL: z
+    .url({ error: 'expected a URL, e.g. https://portal.example.com/billing' })
+    .optional(),
+  MOAT_BILLING_HOST: z.string().default('127.0.0.1'),
+  MOAT_BILLING_PORT: port.default(8026),
+  MOAT_BILLING_INTERVAL_SECONDS: positiveInt.default(60),
+  MOAT_BILLING_GRACE_DAYS: z.coerce
+    .number({ error: 'expected a number of days' })
+    .int('expected a whole number')
+    .min(0, 'expected 0 or more days')
+    .default(7),
 
   MOAT_MX_HOSTS: list.default(['mx1.moat.localhost', 'mx2.moat.localhost']),
   MOAT_DNS_SERVERS: list.optional(),
@@ -227,6 +257,26 @@ export type Config = {
     purgeIntervalSeconds: number
     /** archived messages deleted per purge transaction */
     purgeBatch: number
+  /** metering, plans and Stripe (`services/billing`) */
+  billing: {
+    /** the Stripe webhook listener */
+    host: string
+    port: number
+    /** how often usage is reported to Stripe and suspensions re-evaluated */
+    intervalSeconds: number
+    /** how long after a failed payment the tenant is suspended */
+    graceDays: number
+    /** unset: local metering only, no Stripe calls */
+    stripe:
+      | {
+          secretKey: string
+          webhookSecret: string | undefined
+          /** another endpoint than api.stripe.com (a local stand-in) */
+          apiUrl: string | undefined
+          meterEvent: string
+          portalReturnUrl: string | undefined
+        }
+      | undefined
   }
   mxHosts: string[]
   dnsServers: string[] | undefined
@@ -340,6 +390,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     archive: {
       purgeIntervalSeconds: e.MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS,
       purgeBatch: e.MOAT_ARCHIVE_PURGE_BATCH,
+    billing: {
+      host: e.MOAT_BILLING_HOST,
+      port: e.MOAT_BILLING_PORT,
+      intervalSeconds: e.MOAT_BILLING_INTERVAL_SECONDS,
+      graceDays: e.MOAT_BILLING_GRACE_DAYS,
+      stripe: e.MOAT_STRIPE_SECRET_KEY
+        ? {
+            secretKey: e.MOAT_STRIPE_SECRET_KEY,
+            webhookSecret: e.MOAT_STRIPE_WEBHOOK_SECRET,
+            apiUrl: e.MOAT_STRIPE_API_URL,
+            meterEvent: e.MOAT_STRIPE_METER_EVENT,
+            portalReturnUrl: e.MOAT_STRIPE_PORTAL_RETURN_URL ?? e.MOAT_PORTAL_ORIGIN,
+          }
+        : undefined,
     },
     mxHosts: e.MOAT_MX_HOSTS,
     dnsServers: e.MOAT_DNS_SERVERS,

@@ -67,6 +67,14 @@ describe('loadConfig defaults', () => {
     expect(config.hostname).toBe(os.hostname())
     expect(config.mxHosts).toEqual(['mx1.moat.localhost', 'mx2.moat.localhost'])
     expect(config.dnsServers).toBeUndefined()
+    // no Stripe key: local metering only
+    expect(config.billing).toEqual({
+      host: '127.0.0.1',
+      port: 8026,
+      intervalSeconds: 60,
+      graceDays: 7,
+      stripe: undefined,
+    })
   })
 
   it('reads only the environment it is given, not process.env', () => {
@@ -135,6 +143,14 @@ describe('loadConfig overrides', () => {
       MOAT_PORTAL_ORIGIN: 'https://portal.example.net',
       MOAT_MX_HOSTS: ' mx-a.example.net, mx-b.example.net,,',
       MOAT_DNS_SERVERS: '10.0.0.53,10.0.0.54',
+      MOAT_STRIPE_SECRET_KEY: 'sk_test_abc123',
+      MOAT_STRIPE_WEBHOOK_SECRET: 'whsec_xyz',
+      MOAT_STRIPE_API_URL: 'http://127.0.0.1:12111',
+      MOAT_STRIPE_METER_EVENT: 'mail_scanned',
+      MOAT_BILLING_HOST: '0.0.0.0',
+      MOAT_BILLING_PORT: '9026',
+      MOAT_BILLING_INTERVAL_SECONDS: '30',
+      MOAT_BILLING_GRACE_DAYS: '0',
     })
     expect(config).toEqual({
       databaseUrl: 'postgres://moat:secret@db.internal:5432/moat',
@@ -192,6 +208,20 @@ describe('loadConfig overrides', () => {
       },
       blobstore: { kind: 'local' },
       archive: { purgeIntervalSeconds: 3600, purgeBatch: 500 },
+      billing: {
+        host: '0.0.0.0',
+        port: 9026,
+        intervalSeconds: 30,
+        graceDays: 0,
+        stripe: {
+          secretKey: 'sk_test_abc123',
+          webhookSecret: 'whsec_xyz',
+          apiUrl: 'http://127.0.0.1:12111',
+          meterEvent: 'mail_scanned',
+          // the portal's origin when no return URL of its own is set
+          portalReturnUrl: 'https://portal.example.net',
+        },
+      },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
@@ -254,6 +284,27 @@ describe('loadConfig errors name the variable, its value and what it expects', (
       'invalid configuration:\n' +
         '  MOAT_API_RATE_PER_MINUTE="0": expected a number above 0\n' +
         '  MOAT_PORTAL_ORIGIN="https://portal.example.net/app": expected an origin: scheme and host, no path, e.g. https://portal.example.com',
+    )
+  })
+
+  it('a malformed Stripe key or webhook secret is named but never echoed', () => {
+    expect(
+      configError({ MOAT_STRIPE_SECRET_KEY: 'pk_live_public', MOAT_STRIPE_WEBHOOK_SECRET: 'secret' }).message,
+    ).toBe(
+      'invalid configuration:\n' +
+        '  MOAT_STRIPE_SECRET_KEY=(hidden, 14 characters): expected a Stripe secret key, sk_live_… or sk_test_… (or a restricted rk_… key)\n' +
+        '  MOAT_STRIPE_WEBHOOK_SECRET=(hidden, 6 characters): expected a webhook signing secret, whsec_…',
+    )
+  })
+
+  it('MOAT_STRIPE_API_URL with a path, MOAT_BILLING_GRACE_DAYS=-1', () => {
+    expect(
+      configError({ MOAT_STRIPE_API_URL: 'https://stripe.internal/v1', MOAT_BILLING_GRACE_DAYS: '-1' })
+        .message,
+    ).toBe(
+      'invalid configuration:\n' +
+        '  MOAT_STRIPE_API_URL="https://stripe.internal/v1": expected a base URL with no path, e.g. http://127.0.0.1:12111\n' +
+        '  MOAT_BILLING_GRACE_DAYS="-1": expected 0 or more days',
     )
   })
 

@@ -132,6 +132,39 @@ export async function resumeTenant(
   })
 }
 
+/** Why a tenant's mail is held, for the API, the portal and outbound submission to explain. */
+export interface TenantSuspension {
+  reason: SuspensionReason
+  note: string | null
+  since: Date | null
+}
+
+/**
+ * The tenant's suspension, or null when it is active. Outbound submission calls this and refuses
+ * a suspended tenant's mail with a 4xx that gives the reason (the mail is not lost: the client
+ * keeps it and retries), e.g.
+ *
+ * @example
+ * const held = await tenantSuspension(db, tenantId)
+ * if (held) return reject(451, `4.7.1 account suspended (${held.reason}): ${held.note ?? 'contact support'}`)
+ */
+export async function tenantSuspension(db: Executor, tenantId: string): Promise<TenantSuspension | null> {
+  const [row] = await db
+    .select({
+      status: tenants.status,
+      reason: tenants.suspendedReason,
+      note: tenants.suspendedNote,
+      since: tenants.suspendedAt,
+    })
+    .from(tenants)
+    .where(eq(tenants.id, tenantId))
+  if (row?.status !== 'suspended') return null
+  const reason = (SUSPENSION_REASONS as readonly string[]).includes(row.reason ?? '')
+    ? (row.reason as SuspensionReason)
+    : 'operator'
+  return { reason, note: row.note, since: row.since }
+}
+
 export type TenantSummary = Tenant & { domains: number; users: number }
 
 /** Tenants for the operator, oldest first (ids sort by creation), with domain and user counts. */

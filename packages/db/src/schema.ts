@@ -555,3 +555,159 @@ export const archiveExports = pgTable(
   },
   (t) => [index('archive_exports_tenant').on(t.tenantId, t.createdAt)],
 )
+/** One volume tier of a plan: messages up to `upTo` (cumulative, null: no limit) cost `unitAmount` minor units per `unitSize` messages. */
+export interface PlanTier {
+  upTo: number | null
+  unitAmount: number
+  unitSize: number
+}
+
+/**
+ * A billing plan, as data: operators add or change rows, not code. Prices are integer minor units
+ * of `currency`. `tiers` are graduated (each message is priced by the tier it falls in);
+ * `hard_cap_messages` makes the plan prepaid: a tenant that reaches it in a period is suspended
+ * until the next period or another plan. The Stripe price ids link the plan to the flat fee and
+ * the metered usage price configured in Stripe.
+ */
+export const plans = pgTable('plans', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  description: text('description').notNull().default(''),
+  currency: text('currency').notNull().default('usd'),
+  monthlyFee: integer('monthly_fee').notNull().default(0),
+  tiers: jsonb('tiers').$type<PlanTier[]>().notNull().default([]),
+  hardCapMessages: integer('hard_cap_messages'),
+  archiveRetentionDays: integer('archive_retention_days').notNull().default(30),
+  maxDomains: integer('max_domains'),
+  /** the plan of tenants that never chose one; exactly one row should have it */
+  isDefault: boolean('is_default').notNull().default(false),
+  /** false: kept for tenants already on it, not offered any more */
+  available: boolean('available').notNull().default(true),
+  stripeFlatPriceId: text('stripe_flat_price_id'),
+  stripeMeteredPriceId: text('stripe_metered_price_id'),
+  createdAt: createdAt(),
+})
+
+/**
+ * A tenant's billing state: its plan and, when Stripe is configured, its customer and
+ * subscription. `stripe_subscription_event_at` is the `created` time of the last subscription
+ * event applied, so that an older event arriving late changes nothing.
+ */
+export const billingAccounts = pgTable(
+  'billing_accounts',
+  {
+    tenantId: text('tenant_id')
+      .primaryKey()
+      .references(() => tenants.id),
+    planId: text('plan_id')
+      .notNull()
+      .references(() => plans.id),
+    stripeCustomerId: text('stripe_customer_id'),
+    stripeSubscriptionId: text('stripe_subscription_id'),
+    /** Stripe's subscription status: incomplete, active, past_due, canceled, … */
+    subscriptionStatus: text('subscription_status'),
+    stripeSubscriptionEventAt: timestamp('stripe_subscription_event_at', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('billing_accounts_customer').on(t.stripeCustomerId)],
+)
+
+/**
+ * One usage event per scanned message (the message id is the key, so a job delivered twice
+ * counts once). `verdict` is the scan's action: deliver, tag, quarantine or discard.
+ */
+export const usageEvents = pgTable(
+  'usage_events',
+  {
+    messageId: text('message_id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    direction: text('direction').notNull(),
+    verdict: text('verdict').notNull(),
+    size: integer('size').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('usage_events_tenant_at').on(t.tenantId, t.at)],
+)
+
+/**
+ * Usage rolled up per tenant per UTC day (`granularity` `day`) and per billing period (`month`,
+ * calendar months in UTC), incremented in the transaction that records each usage event, so that
+ * reading usage never scans events.
+ */
+export const usageCounters = pgTable(
+  'usage_counters',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    granularity: text('granularity').notNull(),
+    /** `YYYY-MM-DD`: the day, or the first day of the month */
+    periodStart: text('period_start').notNull(),
+    messages: integer('messages').notNull().default(0),
+    inbound: integer('inbound').notNull().default(0),
+    outbound: integer('outbound').notNull().default(0),
+    bytes: bigint('bytes', { mode: 'number' }).notNull().default(0),
+    delivered: integer('delivered').notNull().default(0),
+    tagged: integer('tagged').notNull().default(0),
+    quarantined: integer('quarantined').notNull().default(0),
+    discarded: integer('discarded').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.granularity, t.periodStart] })],
+)
+
+/**
+ * A batch of usage reported to Stripe as one meter event. The row is committed before the call,
+ * with the identifier Stripe deduplicates on, and marked `reported_at` after; a batch left
+ * unreported by a crash or an error is sent again with the same identifier, never as a new one.
+ */
+export const usageReports = pgTable(
+  'usage_reports',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    periodStart: text('period_start').notNull(),
+    batch: integer('batch').notNull(),
+    quantity: integer('quantity').notNull(),
+    identifier: text('identifier').notNull(),
+    stripeCustomerId: text('stripe_customer_id').notNull(),
+    createdAt: createdAt(),
+    reportedAt: timestamp('reported_at', { withTimezone: true }),
+    lastError: text('last_error'),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.periodStart, t.batch] })],
+)
+
+/**
+ * Stripe invoices as the webhooks told them: `status` is `paid`, `payment_failed` or Stripe's
+ * own status. `event_at` is the `created` time of the last event applied; `paid` is final.
+ */
+export const billingInvoices = pgTable(
+  'billing_invoices',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    status: text('status').notNull(),
+    currency: text('currency').notNull(),
+    amountDue: integer('amount_due').notNull(),
+    amountPaid: integer('amount_paid').notNull(),
+    hostedInvoiceUrl: text('hosted_invoice_url'),
+    firstFailedAt: timestamp('first_failed_at', { withTimezone: true }),
+    eventAt: timestamp('event_at', { withTimezone: true }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('billing_invoices_tenant').on(t.tenantId, t.status)],
+)
+
+/** Every Stripe webhook event handled, by its id: a second delivery of the same event does nothing. */
+export const stripeEvents = pgTable('stripe_events', {
+  id: text('id').primaryKey(),
+  type: text('type').notNull(),
+  tenantId: text('tenant_id'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull(),
+  receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+})

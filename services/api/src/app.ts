@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
+import type { BillingDeps } from '@moat/billing'
 import type { Config } from '@moat/config'
 import type { DnsResolver } from '@moat/core'
 import { withAuditSource } from '@moat/core'
@@ -17,6 +18,7 @@ import { ADMIN_PREFIX, operatorOnly, registerAdmin } from './routes/admin'
 import { registerApiKeys } from './routes/api-keys'
 import { registerArchive } from './routes/archive'
 import { registerAudit } from './routes/audit'
+import { registerBilling } from './routes/billing'
 import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
 import { registerPolicies } from './routes/policies'
@@ -35,6 +37,8 @@ export interface ApiDeps {
   limits?: RateLimits | undefined
   /** the portal's origin: the only one CORS lets in, with credentials; unset: no CORS headers */
   portalOrigin?: string | undefined
+  /** Stripe (undefined: local metering only) and the grace period after a failed payment */
+  billing?: Pick<BillingDeps, 'stripe' | 'graceDays' | 'portalReturnUrl'> | undefined
   /** the operator's token for /v1/admin; unset: those routes answer 401 */
   adminToken?: string | undefined
 }
@@ -110,6 +114,7 @@ export function createApi(deps: ApiDeps): Api {
   registerQuarantine(app, deps)
   registerArchive(app, deps)
   registerAudit(app, deps)
+  registerBilling(app, deps)
   registerUsers(app, deps)
   registerAdmin(app, deps)
 

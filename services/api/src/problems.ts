@@ -32,6 +32,7 @@ const TITLES: Record<number, [slug: string, title: string]> = {
   422: ['invalid', 'Invalid'],
   429: ['rate-limited', 'Too many requests'],
   500: ['internal', 'Internal error'],
+  502: ['bad-gateway', 'Upstream service failed'],
 }
 
 /** Thrown by handlers for answers that are not domain errors: 401, 403, 429. */

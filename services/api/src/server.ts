@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
+import { billingDeps } from '@moat/billing'
 import type { Config } from '@moat/config'
 import { createResolver, type DnsResolver, recheckDomains, withAuditSource } from '@moat/core'
 import type { Executor } from '@moat/db'
@@ -16,7 +17,7 @@ export interface ApiServer {
 
 /** Serves the API on `MOAT_API_HOST:MOAT_API_PORT` (port 0: any free port). */
 export async function startApi(options: {
-  config: Pick<Config, 'api' | 'mxHosts' | 'dnsServers' | 'hostname'>
+  config: Pick<Config, 'api' | 'mxHosts' | 'dnsServers' | 'hostname'> & Partial<Pick<Config, 'billing'>>
   db: Executor
   log?: Logger
   mail?: MailDeps
@@ -33,6 +34,7 @@ export async function startApi(options: {
     mail,
     limits: { ...options.limits, apiPerMinute: config.api.ratePerMinute },
     portalOrigin: config.api.portalOrigin,
+    billing: config.billing ? billingDeps({ billing: config.billing }, db, log) : undefined,
     adminToken: config.api.adminToken,
   })
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

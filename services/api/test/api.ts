@@ -3,6 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { indexMessage } from '@moat/archive'
 import { LocalObjectStore } from '@moat/blobstore'
+import type { Config } from '@moat/config'
 import type { DeliverJob } from '@moat/core'
 import {
   type Database,
@@ -74,6 +75,7 @@ export async function startTestApi(
     portalOrigin?: string
     adminToken?: string
     domainRecheckSeconds?: number
+    billing?: Config['billing']
   } = {},
 ): Promise<TestApi> {
   const testDb: TestDatabase = await createTestDatabase()
@@ -97,6 +99,7 @@ export async function startTestApi(
       hostname: 'mx.moat.test',
       mxHosts: MX_HOSTS,
       dnsServers: [dns.address],
+      ...(options.billing ? { billing: options.billing } : {}),
     },
     limits: options.limits,
     db: database.db,

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
 import { startArchiveWorker, startPurgeScheduler } from '@moat/archive'
+import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
 import { LocalObjectStore, type ObjectStore, S3ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { ArchiveJob, DeliverJob, ScanJob } from '@moat/core'
@@ -33,6 +34,8 @@ export interface Stack {
   archiveQueue: PostgresQueue<ArchiveJob>
   ingest: IngestServer | undefined
   api: ApiServer | undefined
+  /** metering, plans and Stripe: the billing cycle, and the webhook listener when Stripe is configured */
+  billing: BillingService | undefined
   running: ServiceName[]
   /** the clamd the scan worker uses, in words, for the start banner */
   clamd: string | undefined
@@ -58,12 +61,19 @@ export function objectStore(config: Config): ObjectStore {
 }
 
 /**
- * Starts the chosen services (all four by default) in this process, against the configured
+ * Starts the chosen services (all five by default) in this process, against the configured
  * database, after applying migrations.
  */
 export async function startStack(
   config: Config,
-  options: { only?: readonly ServiceName[]; log: Logger; scanner?: VirusScanner; store?: ObjectStore },
+  options: {
+    only?: readonly ServiceName[]
+    log: Logger
+    scanner?: VirusScanner
+    store?: ObjectStore
+    /** overrides the Stripe gateway made from the configuration (tests) */
+    stripe?: StripeGateway
+  },
 ): Promise<Stack> {
   const only = options.only ?? SERVICES
   const log = options.log
@@ -89,6 +99,7 @@ export async function startStack(
   let ingest: IngestServer | undefined
   let api: ApiServer | undefined
   let purger: { stop(): Promise<void> } | undefined
+  let billing: BillingService | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
   let clamdInWords: string | undefined
@@ -145,7 +156,16 @@ export async function startStack(
       const model = lazy(async () => loadOrBuildModel(config.scan.spamModelFile, apiLog))
       api = await startApi({ config, db, log: apiLog, mail: { store, deliverQueue, model } })
     }
+    if (only.includes('billing')) {
+      billing = await startBilling({
+        config,
+        db,
+        log: log.child({ service: 'billing' }),
+        stripe: options.stripe,
+      })
+    }
   } catch (err) {
+    await api?.close()
     await ingest?.close()
     await purger?.stop()
     await Promise.all(consumers.map((c) => c.stop(1000)))
@@ -162,10 +182,12 @@ export async function startStack(
     archiveQueue,
     ingest,
     api,
+    billing,
     running: [...only],
     clamd: clamdInWords,
     async close() {
       await api?.close()
+      await billing?.close()
       await ingest?.close()
       await purger?.stop()
       await Promise.all(consumers.map((c) => c.stop(30_000)))

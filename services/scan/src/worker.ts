@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { type ArchiveJob, type DeliverJob, recordEvent, type ScanJob } from '@moat/core'
+import { type ArchiveJob, type DeliverJob, recordEvent, recordUsage, type ScanJob } from '@moat/core'
 import { type Db, type HeaderRewrite, messages, recipients } from '@moat/db'
 import {
   type Action,
@@ -142,7 +142,18 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
             .where(eq(recipients.messageId, messageId))
         : Promise.resolve([]),
     ])
-    const followUps: Promise<unknown>[] = [deps.scanQueue.delete(job.receipt, { tx })]
+    const followUps: Promise<unknown>[] = [
+      deps.scanQueue.delete(job.receipt, { tx }),
+      // billing: one usage event per scanned message, committed with the verdict (keyed by message id)
+      recordUsage(tx, {
+        messageId,
+        tenantId: message.tenantId,
+        direction: message.direction,
+        verdict: verdict.action,
+        size: message.size,
+        at: new Date(),
+      }),
+    ]
     if (!delivering) {
       followUps.push(
         tx
