@@ -257,6 +257,7 @@ export type Config = {
     purgeIntervalSeconds: number
     /** archived messages deleted per purge transaction */
     purgeBatch: number
+  }
   /** metering, plans and Stripe (`services/billing`) */
   billing: {
     /** the Stripe webhook listener */
@@ -390,6 +391,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     archive: {
       purgeIntervalSeconds: e.MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS,
       purgeBatch: e.MOAT_ARCHIVE_PURGE_BATCH,
+    },
     billing: {
       host: e.MOAT_BILLING_HOST,
       port: e.MOAT_BILLING_PORT,
