@@ -68,6 +68,7 @@ function verdictOf(m: typeof messages.$inferSelect): ArchiveVerdict {
     case 'tag':
       return 'tagged'
     case 'quarantine':
+    case 'hold': // outbound mail held as spam: the outbound quarantine
       return 'quarantined'
     case 'discard':
       return 'discarded'

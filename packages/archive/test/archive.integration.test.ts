@@ -99,6 +99,7 @@ describe('archiving a message', () => {
       ['quarantined', { action: 'quarantine' }],
       ['discarded', { action: 'discard' }],
       ['virus', { action: 'quarantine', virus: true }],
+      ['outbound held', { action: 'hold', direction: 'outbound' }],
     ] as const) {
       const id = await fx.message(store, tenantId, `From: x@y.example\nSubject: ${label}\n\nbody\n`, o)
       await indexMessage(deps(), id)
@@ -108,7 +109,12 @@ describe('archiving a message', () => {
         .where(eq(archivedMessages.messageId, id))
       verdicts[label] = row?.verdict ?? ''
     }
-    expect(verdicts).toEqual({ quarantined: 'quarantined', discarded: 'discarded', virus: 'virus' })
+    expect(verdicts).toEqual({
+      quarantined: 'quarantined',
+      discarded: 'discarded',
+      virus: 'virus',
+      'outbound held': 'quarantined',
+    })
   })
 
   it('indexes in the language the message declares, so a German query finds inflected German words', async () => {

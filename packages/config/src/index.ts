@@ -60,6 +60,50 @@ const dnsblZones = z.string().transform((v, ctx) => {
   return parsed.data
 })
 
+const egressPath = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected a path name of letters, digits, dots, dashes'),
+    weight: z.number().int().min(1).max(1000).default(1),
+    /** a local source address to send from, with the HELO name that goes with it */
+    bindIp: z.string().optional(),
+    helo: z.string().optional(),
+    /** an upstream smart host that takes all of this path's mail */
+    smarthost: z
+      .object({
+        host: z.string().min(1),
+        port: z.number().int().min(1).max(65535).default(25),
+        /** `implicit` TLS from the start (port 465), else opportunistic STARTTLS */
+        tls: z.enum(['starttls', 'implicit']).default('starttls'),
+        user: z.string().optional(),
+        pass: z.string().optional(),
+      })
+      .optional(),
+  })
+  .strict()
+
+export type EgressPath = z.infer<typeof egressPath>
+
+const senderPools = z.string().transform((v, ctx) => {
+  let json: unknown
+  try {
+    json = JSON.parse(v)
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'expected a JSON object of pools, like {"default":[{"name":"mailx1","smarthost":{"host":"10.0.0.1"},"weight":2}]}',
+    })
+    return z.NEVER
+  }
+  const parsed = z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), z.array(egressPath).min(1)).safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    ctx.addIssue({ code: 'custom', message: `pool ${issue?.path.join('.')}: ${issue?.message}` })
+    return z.NEVER
+  }
+  return parsed.data
+})
+
 /** Every environment variable Moat reads, with its default. The README's configuration table mirrors this. */
 const schema = z.object({
   DATABASE_URL: z
@@ -147,6 +191,22 @@ const schema = z.object({
 
   MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS: positiveInt.default(3600),
   MOAT_ARCHIVE_PURGE_BATCH: positiveInt.default(500),
+  MOAT_SUBMISSION_PORT: port.default(2587),
+  MOAT_SUBMISSIONS_PORT: port.default(2465),
+  MOAT_SUBMISSION_AUTH_SLOW_AFTER: positiveInt.default(3),
+  MOAT_SUBMISSION_AUTH_BLOCK_AFTER: positiveInt.default(10),
+  MOAT_SUBMISSION_AUTH_BLOCK_SECONDS: positiveInt.default(900),
+  MOAT_OUTBOUND_RATE_PER_MINUTE: positiveInt.default(60),
+  MOAT_OUTBOUND_RATE_PER_HOUR: positiveInt.default(1000),
+  MOAT_OUTBOUND_TENANT_RATE_PER_MINUTE: positiveInt.default(600),
+  MOAT_OUTBOUND_TENANT_RATE_PER_HOUR: positiveInt.default(10000),
+  MOAT_OUTBOUND_SPIKE_FACTOR: positiveInt.default(10),
+  MOAT_OUTBOUND_SPIKE_MIN: positiveInt.default(30),
+  MOAT_OUTBOUND_SUSPEND_AFTER_HELD: positiveInt.default(5),
+  MOAT_OUTBOUND_SPAM_THRESHOLD: z.coerce.number({ error: 'expected a number' }).default(6),
+  MOAT_OUTBOUND_SMTP_PORT: port.default(25),
+  MOAT_SENDER_POOLS: senderPools.optional(),
+  MOAT_EGRESS_COOLDOWN_SECONDS: positiveInt.default(60),
   MOAT_STRIPE_SECRET_KEY: z
     .string()
     .regex(
@@ -257,6 +317,36 @@ export type Config = {
     purgeIntervalSeconds: number
     /** archived messages deleted per purge transaction */
     purgeBatch: number
+  }
+  /** outbound relay: submission, limits, delivery to the Internet */
+  outbound: {
+    /** STARTTLS, required before AUTH */
+    submissionPort: number
+    /** implicit TLS */
+    submissionsPort: number
+    /** AUTH failures from one IP after which each answer is slowed down… */
+    authSlowAfter: number
+    /** …and after which the IP is refused for `authBlockSeconds` */
+    authBlockAfter: number
+    authBlockSeconds: number
+    /** messages per credential (or relay tenant without one) */
+    perMinute: number
+    perHour: number
+    /** messages per tenant, all credentials together */
+    tenantPerMinute: number
+    tenantPerHour: number
+    /** a credential's minute this many times above its usual rate (and at least `spikeMin`) suspends it */
+    spikeFactor: number
+    spikeMin: number
+    /** held spam within an hour that suspends the credential */
+    suspendAfterHeld: number
+    spamThreshold: number
+    /** the port Moat connects to at recipients' MX hosts */
+    smtpPort: number
+    /** named pools of egress paths; `default` for outbound, `inbound` for delivery to customers */
+    pools: Record<string, EgressPath[]>
+    /** how long a failing egress path rests before it is probed again */
+    cooldownSeconds: number
   }
   /** metering, plans and Stripe (`services/billing`) */
   billing: {
@@ -391,6 +481,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     archive: {
       purgeIntervalSeconds: e.MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS,
       purgeBatch: e.MOAT_ARCHIVE_PURGE_BATCH,
+    },
+    outbound: {
+      submissionPort: e.MOAT_SUBMISSION_PORT,
+      submissionsPort: e.MOAT_SUBMISSIONS_PORT,
+      authSlowAfter: e.MOAT_SUBMISSION_AUTH_SLOW_AFTER,
+      authBlockAfter: e.MOAT_SUBMISSION_AUTH_BLOCK_AFTER,
+      authBlockSeconds: e.MOAT_SUBMISSION_AUTH_BLOCK_SECONDS,
+      perMinute: e.MOAT_OUTBOUND_RATE_PER_MINUTE,
+      perHour: e.MOAT_OUTBOUND_RATE_PER_HOUR,
+      tenantPerMinute: e.MOAT_OUTBOUND_TENANT_RATE_PER_MINUTE,
+      tenantPerHour: e.MOAT_OUTBOUND_TENANT_RATE_PER_HOUR,
+      spikeFactor: e.MOAT_OUTBOUND_SPIKE_FACTOR,
+      spikeMin: e.MOAT_OUTBOUND_SPIKE_MIN,
+      suspendAfterHeld: e.MOAT_OUTBOUND_SUSPEND_AFTER_HELD,
+      spamThreshold: e.MOAT_OUTBOUND_SPAM_THRESHOLD,
+      smtpPort: e.MOAT_OUTBOUND_SMTP_PORT,
+      pools: e.MOAT_SENDER_POOLS ?? {},
+      cooldownSeconds: e.MOAT_EGRESS_COOLDOWN_SECONDS,
     },
     billing: {
       host: e.MOAT_BILLING_HOST,

@@ -151,6 +151,23 @@ describe('loadConfig overrides', () => {
       MOAT_BILLING_PORT: '9026',
       MOAT_BILLING_INTERVAL_SECONDS: '30',
       MOAT_BILLING_GRACE_DAYS: '0',
+      MOAT_SUBMISSION_PORT: '587',
+      MOAT_SUBMISSIONS_PORT: '465',
+      MOAT_SUBMISSION_AUTH_SLOW_AFTER: '2',
+      MOAT_SUBMISSION_AUTH_BLOCK_AFTER: '6',
+      MOAT_SUBMISSION_AUTH_BLOCK_SECONDS: '300',
+      MOAT_OUTBOUND_RATE_PER_MINUTE: '20',
+      MOAT_OUTBOUND_RATE_PER_HOUR: '200',
+      MOAT_OUTBOUND_TENANT_RATE_PER_MINUTE: '100',
+      MOAT_OUTBOUND_TENANT_RATE_PER_HOUR: '2000',
+      MOAT_OUTBOUND_SPIKE_FACTOR: '5',
+      MOAT_OUTBOUND_SPIKE_MIN: '40',
+      MOAT_OUTBOUND_SUSPEND_AFTER_HELD: '3',
+      MOAT_OUTBOUND_SPAM_THRESHOLD: '4.5',
+      MOAT_OUTBOUND_SMTP_PORT: '2500',
+      MOAT_SENDER_POOLS:
+        '{"default":[{"name":"mailx1","weight":2,"smarthost":{"host":"10.0.0.1"}}],"inbound":[{"name":"in1","bindIp":"192.0.2.10","helo":"in1.example.net"}]}',
+      MOAT_EGRESS_COOLDOWN_SECONDS: '30',
     })
     expect(config).toEqual({
       databaseUrl: 'postgres://moat:secret@db.internal:5432/moat',
@@ -222,9 +239,41 @@ describe('loadConfig overrides', () => {
           portalReturnUrl: 'https://portal.example.net',
         },
       },
+      outbound: {
+        submissionPort: 587,
+        submissionsPort: 465,
+        authSlowAfter: 2,
+        authBlockAfter: 6,
+        authBlockSeconds: 300,
+        perMinute: 20,
+        perHour: 200,
+        tenantPerMinute: 100,
+        tenantPerHour: 2000,
+        spikeFactor: 5,
+        spikeMin: 40,
+        suspendAfterHeld: 3,
+        spamThreshold: 4.5,
+        smtpPort: 2500,
+        pools: {
+          default: [
+            { name: 'mailx1', weight: 2, smarthost: { host: '10.0.0.1', port: 25, tls: 'starttls' } },
+          ],
+          inbound: [{ name: 'in1', weight: 1, bindIp: '192.0.2.10', helo: 'in1.example.net' }],
+        },
+        cooldownSeconds: 30,
+      },
       mxHosts: ['mx-a.example.net', 'mx-b.example.net'],
       dnsServers: ['10.0.0.53', '10.0.0.54'],
     })
+  })
+
+  it('MOAT_SENDER_POOLS that is not JSON, or has a bad path, names the problem', () => {
+    expect(() => loadConfig({ MOAT_SENDER_POOLS: 'mailx1,mailx2' })).toThrow(
+      /MOAT_SENDER_POOLS="mailx1,mailx2": expected a JSON object of pools/,
+    )
+    expect(() => loadConfig({ MOAT_SENDER_POOLS: '{"default":[{"name":"x","weight":0}]}' })).toThrow(
+      /MOAT_SENDER_POOLS=.*: pool default\.0\.weight: /,
+    )
   })
 
   it('accepts every spelling of a boolean', () => {

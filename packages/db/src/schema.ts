@@ -32,6 +32,10 @@ export const tenants = pgTable('tenants', {
   suspendedAt: timestamp('suspended_at', { withTimezone: true }),
   /** the last resumption: the delivery give-up clock of mail held while suspended restarts here */
   resumedAt: timestamp('resumed_at', { withTimezone: true }),
+  /** the sender pool its outbound mail leaves through; null: the operator's default pool */
+  senderPool: text('sender_pool'),
+  /** outbound mail scoring at or above this is held; null: MOAT_OUTBOUND_SPAM_THRESHOLD */
+  outboundSpamThreshold: real('outbound_spam_threshold'),
   /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
   spamModelVersion: integer('spam_model_version').notNull().default(0),
   /** every accepted message is archived unless the tenant turns this off */
@@ -123,6 +127,8 @@ export const messages = pgTable(
     messageIdHeader: text('message_id_header'),
     clientIp: text('client_ip'),
     clientHelo: text('client_helo'),
+    /** outbound: the SMTP credential that submitted it (null when relayed by source IP, or a bounce) */
+    credentialId: text('credential_id'),
     /** `clean`, `infected` or `not_scanned` once the scan has run */
     virusScan: text('virus_scan'),
     virusName: text('virus_name'),
@@ -138,6 +144,7 @@ export const messages = pgTable(
   (t) => [
     index('messages_tenant_received').on(t.tenantId, t.receivedAt),
     index('messages_queue_id').on(t.queueId),
+    index('messages_credential_received').on(t.credentialId, t.receivedAt),
   ],
 )
 
@@ -151,9 +158,8 @@ export const recipients = pgTable(
       .references(() => messages.id, { onDelete: 'cascade' }),
     tenantId: text('tenant_id').notNull(),
     address: text('address').notNull(),
-    domainId: text('domain_id')
-      .notNull()
-      .references(() => domains.id),
+    /** the customer domain of an inbound recipient; null for outbound mail (a recipient on the Internet) */
+    domainId: text('domain_id').references(() => domains.id),
     /** pending → delivered | deferred | failed; or quarantined */
     status: text('status').notNull().default('pending'),
     attempts: integer('attempts').notNull().default(0),
@@ -711,3 +717,98 @@ export const stripeEvents = pgTable('stripe_events', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull(),
   receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
 })
+
+/**
+ * SMTP AUTH credentials for outbound submission. The password is 256 random bits shown once;
+ * Moat keeps its SHA-256, as for API keys. The username is the credential's id.
+ */
+export const smtpCredentials = pgTable(
+  'smtp_credentials',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    name: text('name').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    /** sender domains this credential may use (lower case); null: any verified domain of the tenant */
+    allowedDomains: text('allowed_domains').array(),
+    /** set when Moat suspended it (a sending spike, a burst of held spam) or an admin did; cleared on re-enable */
+    suspendedAt: timestamp('suspended_at', { withTimezone: true }),
+    suspendedReason: text('suspended_reason'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [index('smtp_credentials_tenant').on(t.tenantId)],
+)
+
+/** Source networks (IP or CIDR) from which a tenant's own mail servers may relay without AUTH. */
+export const relayNetworks = pgTable(
+  'relay_networks',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** `192.0.2.10/32`, `2001:db8::/48` */
+    cidr: text('cidr').notNull(),
+    note: text('note'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('relay_networks_cidr').on(t.cidr), index('relay_networks_tenant').on(t.tenantId)],
+)
+
+/**
+ * A DKIM key of a customer domain. Outbound mail from the domain is signed with its newest key
+ * once the key's TXT record is seen in DNS (`published_at`), or when an operator forces it.
+ */
+export const dkimKeys = pgTable(
+  'dkim_keys',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    domainId: text('domain_id')
+      .notNull()
+      .references(() => domains.id, { onDelete: 'cascade' }),
+    selector: text('selector').notNull(),
+    /** `rsa-sha256` or `ed25519-sha256` */
+    algorithm: text('algorithm').notNull(),
+    /** PKCS#8 PEM; never leaves Moat */
+    privateKey: text('private_key').notNull(),
+    /** the `p=` value of the TXT record */
+    publicKey: text('public_key').notNull(),
+    publishedAt: timestamp('published_at', { withTimezone: true }),
+    /** an operator's override: sign even though the record is not seen */
+    forced: boolean('forced').notNull().default(false),
+    lastCheckAt: timestamp('last_check_at', { withTimezone: true }),
+    lastCheckResult: text('last_check_result'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('dkim_keys_selector').on(t.domainId, t.selector)],
+)
+
+/**
+ * Things a tenant should hear about (outbound mail held, a credential suspended), kept for
+ * webhooks to pick up: `delivered_at` is null until one has.
+ */
+export const tenantEvents = pgTable(
+  'tenant_events',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** `outbound.held`, `outbound.virus`, `credential.suspended` */
+    kind: text('kind').notNull(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+  },
+  (t) => [index('tenant_events_tenant').on(t.tenantId, t.id)],
+)

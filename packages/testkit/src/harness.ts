@@ -30,6 +30,9 @@ export interface Harness {
   dataDir: string
   /** the ingest SMTP port */
   smtpPort: number
+  /** the submission ports: STARTTLS, and implicit TLS */
+  submissionPort: number
+  submissionsPort: number
   /** the REST API's base URL, when it runs */
   apiUrl: string | undefined
   /** Sends a message to Moat over SMTP (STARTTLS when offered) and resolves with the queue id of its `250`. */
@@ -71,6 +74,8 @@ export async function startHarness(
     MOAT_HOSTNAME: 'mx.moat.test',
     MOAT_SMTP_HOST: '127.0.0.1',
     MOAT_SMTP_PORT: '0',
+    MOAT_SUBMISSION_PORT: '0',
+    MOAT_SUBMISSIONS_PORT: '0',
     MOAT_API_HOST: '127.0.0.1',
     MOAT_API_PORT: '0',
     MOAT_DNS_SERVERS: dns.address,
@@ -102,6 +107,8 @@ export async function startHarness(
     dns,
     dataDir,
     smtpPort: stack.ingest?.port ?? 0,
+    submissionPort: stack.submission?.port ?? 0,
+    submissionsPort: stack.submission?.securePort ?? 0,
     apiUrl: stack.api?.url,
     async send(message) {
       const info = await nodemailer

@@ -38,10 +38,18 @@ export interface SmtpSink {
 
 /**
  * A real SMTP server on loopback standing for a customer's mail server: it stores what it
- * receives and can refuse recipients on demand. Pass a port to come back up on the same port.
+ * receives and can refuse recipients on demand. Pass a port to come back up on the same port, and
+ * a host (127.0.0.2, 127.0.0.3…) to stand for several MX hosts on one port.
  */
 export async function startSmtpSink(
-  options: { port?: number /** offer STARTTLS (the default) */; starttls?: boolean; banner?: string } = {},
+  options: {
+    port?: number
+    /** offer STARTTLS (the default) */
+    starttls?: boolean
+    banner?: string
+    /** a loopback address other than 127.0.0.1, to stand for several MX hosts on one port */
+    host?: string
+  } = {},
 ): Promise<SmtpSink> {
   const waiters: (() => void)[] = []
   const sink: SmtpSink = {
@@ -100,7 +108,7 @@ export async function startSmtpSink(
   server.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject)
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve())
   })
   sink.port = (server.server.address() as net.AddressInfo).port
   sink.stop = () => new Promise<void>((resolve) => server.close(() => resolve()))

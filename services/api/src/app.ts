@@ -19,8 +19,10 @@ import { registerApiKeys } from './routes/api-keys'
 import { registerArchive } from './routes/archive'
 import { registerAudit } from './routes/audit'
 import { registerBilling } from './routes/billing'
+import { registerDkim } from './routes/dkim'
 import { registerDomains } from './routes/domains'
 import { registerMessages } from './routes/messages'
+import { registerOutbound } from './routes/outbound'
 import { registerPolicies } from './routes/policies'
 import { registerQuarantine } from './routes/quarantine'
 import { registerUsers } from './routes/users'
@@ -103,7 +105,14 @@ export function createApi(deps: ApiDeps): Api {
   app.use('/v1/*', (c, next) => withAuditSource(clientIp(c), next))
   app.use(`${ADMIN_PREFIX}*`, operatorOnly(deps.adminToken))
   app.use('/v1/*', authenticate(deps.db, limiters.apiKey))
-  for (const path of ['/v1/domains', '/v1/api-keys', '/v1/lists', '/v1/invitations']) {
+  for (const path of [
+    '/v1/domains',
+    '/v1/api-keys',
+    '/v1/lists',
+    '/v1/invitations',
+    '/v1/smtp-credentials',
+    '/v1/relay-networks',
+  ]) {
     app.use(path, idempotent(deps.db))
   }
   registerAccounts(app, deps, limiters)
@@ -114,6 +123,8 @@ export function createApi(deps: ApiDeps): Api {
   registerQuarantine(app, deps)
   registerArchive(app, deps)
   registerAudit(app, deps)
+  registerOutbound(app, deps)
+  registerDkim(app, deps)
   registerBilling(app, deps)
   registerUsers(app, deps)
   registerAdmin(app, deps)

@@ -17,6 +17,7 @@ const objectOf: Record<string, string> = {}
 const bodies: Record<string, unknown> = {
   'PUT /v1/domains/{id}/routes': { items: [{ host: 'attacker.test', port: 25, priority: 1 }] },
   'POST /v1/quarantine/{id}/release': { force: true },
+  'POST /v1/domains/{id}/dkim-keys': { algorithm: 'ed25519-sha256' },
   'PATCH /v1/users/{id}': { role: 'viewer' },
 }
 
@@ -37,6 +38,10 @@ beforeAll(async () => {
     body: { action: 'block', kind: 'domain', value: 'spam.example', domainId: domain.body.id },
   })
   objectOf['/v1/lists'] = entry.body.id
+  const credential = await api.call('POST', '/v1/smtp-credentials', { key: a.key, body: { name: 'alpha' } })
+  objectOf['/v1/smtp-credentials'] = credential.body.credential.id
+  const network = await api.call('POST', '/v1/relay-networks', { key: a.key, body: { cidr: '192.0.2.0/24' } })
+  objectOf['/v1/relay-networks'] = network.body.id
   objectOf['/v1/messages'] = await api.message(a.tenantId, { status: 'delivered', subject: 'alpha log' })
   objectOf['/v1/quarantine'] = await api.message(a.tenantId, { subject: 'alpha held' })
   objectOf['/v1/archive/messages'] = await api.archive(
@@ -105,6 +110,13 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         'GET /v1/archive/exports/{id}',
         'GET /v1/archive/exports/{id}/download',
         'DELETE /v1/archive/holds/{id}',
+        'GET /v1/smtp-credentials/{id}',
+        'DELETE /v1/smtp-credentials/{id}',
+        'POST /v1/smtp-credentials/{id}/enable',
+        'DELETE /v1/relay-networks/{id}',
+        'GET /v1/domains/{id}/dkim-keys',
+        'POST /v1/domains/{id}/dkim-keys',
+        'POST /v1/domains/{id}/dkim-keys/check',
         'POST /v1/domains/{id}/routes/test',
         'PATCH /v1/users/{id}',
         'DELETE /v1/users/{id}',
@@ -173,6 +185,15 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     )
     const keys = await api.call('GET', '/v1/api-keys', { key: a.key })
     expect(keys.body.items.map((k: { id: string }) => k.id)).toContain(objectOf['/v1/api-keys'])
+    const credential = await api.call('GET', `/v1/smtp-credentials/${objectOf['/v1/smtp-credentials']}`, {
+      key: a.key,
+    })
+    expect(credential.body).toMatchObject({ name: 'alpha', status: 'active' })
+    const networks = await api.call('GET', '/v1/relay-networks', { key: a.key })
+    expect(networks.body.items).toMatchObject([{ cidr: '192.0.2.0/24' }])
+    expect((await api.call('GET', `/v1/domains/${domainId}/dkim-keys`, { key: a.key })).body.items).toEqual(
+      [],
+    )
     const lists = await api.call('GET', '/v1/lists', { key: a.key })
     expect(lists.body.items).toMatchObject([
       { id: objectOf['/v1/lists'], domain: 'alpha.test', value: 'spam.example' },
@@ -199,7 +220,7 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
     expect(theirs.body).toEqual({ items: [], nextCursor: null })
     const keys = await api.call('GET', '/v1/api-keys', { key: b.key })
     expect(keys.body.items.map((k: { id: string }) => k.id)).toEqual([b.keyId])
-    for (const path of ['/v1/messages', '/v1/quarantine']) {
+    for (const path of ['/v1/messages', '/v1/quarantine', '/v1/smtp-credentials', '/v1/events']) {
       expect((await api.call('GET', path, { key: b.key })).body, path).toEqual({
         items: [],
         nextCursor: null,

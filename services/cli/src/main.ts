@@ -7,6 +7,7 @@ import {
   type DeliverJob,
   findDomain,
   findTenant,
+  forceDkimKey,
   getPolicy,
   listDomains,
   listListEntries,
@@ -21,6 +22,7 @@ import {
   resumeTenant,
   setPolicy,
   setRoutes,
+  setSenderPool,
   showMessage,
   suspendTenant,
   verifyDomain,
@@ -159,6 +161,25 @@ tenant
     })
   })
 tenant
+  .command('pool <name> <pool>')
+  .description(
+    "send the tenant's outbound mail through a sender pool of MOAT_SENDER_POOLS (`default` to reset)",
+  )
+  .action(async (name: string, pool: string) => {
+    await withDb(async ({ db }, cfg) => {
+      if (pool !== 'default' && !cfg.outbound.pools[pool]) {
+        throw new MoatError(
+          'invalid',
+          `no sender pool ${pool}`,
+          `configured pools: ${Object.keys(cfg.outbound.pools).join(', ') || 'none (set MOAT_SENDER_POOLS)'}`,
+        )
+      }
+      const t = await findTenant(db, name)
+      await setSenderPool(db, { tenantId: t.id, pool: pool === 'default' ? null : pool, actor: ACTOR })
+      out.print(json(), { tenant: t.name, pool }, () => `${t.name} now sends through the ${pool} pool`)
+    })
+  })
+tenant
   .command('list')
   .description('list tenants')
   .action(async () => {
@@ -222,6 +243,21 @@ domain
             checked: d.lastCheckAt?.toISOString() ?? '-',
           })),
         ),
+      )
+    })
+  })
+
+program
+  .command('dkim-force <domain>')
+  .description("sign the domain's outbound mail with its newest DKIM key although its DNS record is not seen")
+  .option('--off', 'stop forcing: sign only once the record is published')
+  .action(async (name: string, opts: { off?: boolean }) => {
+    await withDb(async ({ db }) => {
+      const key = await forceDkimKey(db, { domain: name, forced: !opts.off, actor: ACTOR })
+      out.print(json(), key, () =>
+        opts.off
+          ? `${name}: signing with ${key.selector} only once its record is published`
+          : `${name}: signing with ${key.selector} now (forced; the override is in the audit log)`,
       )
     })
   })

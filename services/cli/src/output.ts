@@ -153,6 +153,9 @@ export function startBanner(cfg: Config, stack: Stack): void {
     stack.ingest
       ? `  SMTP (inbound MX)   ${cfg.smtp.host}:${stack.ingest.port}  STARTTLS, max ${cfg.smtp.maxMessageBytes} bytes`
       : '',
+    stack.submission
+      ? `  SMTP (submission)   ${cfg.smtp.host}:${stack.submission.port} STARTTLS + AUTH, ${cfg.smtp.host}:${stack.submission.securePort} implicit TLS`
+      : '',
     stack.api ? `  REST API            ${stack.api.url}  (docs ${stack.api.url}/docs)` : '',
     stack.running.includes('billing')
       ? `  billing             ${cfg.billing.stripe ? `Stripe; webhooks at ${stack.billing?.url ?? '?'}/stripe/webhook${cfg.billing.stripe.webhookSecret ? '' : ' (OFF: set MOAT_STRIPE_WEBHOOK_SECRET)'}` : 'local metering only (no MOAT_STRIPE_SECRET_KEY): usage counted, nothing sent to Stripe'}`

@@ -4,11 +4,11 @@ import { startArchiveWorker, startPurgeScheduler } from '@moat/archive'
 import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
 import { LocalObjectStore, type ObjectStore, S3ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import type { ArchiveJob, DeliverJob, ScanJob } from '@moat/core'
+import { type ArchiveJob, createResolver, type DeliverJob, type ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
-import { SmtpClient, startDeliverWorker } from '@moat/deliver'
+import { SenderPools, SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
-import { type IngestServer, startIngest } from '@moat/ingest'
+import { type IngestServer, type SubmissionServer, startIngest, startSubmission } from '@moat/ingest'
 import type { Logger } from '@moat/log'
 import { type Consumer, PostgresQueue } from '@moat/queue'
 import {
@@ -33,6 +33,7 @@ export interface Stack {
   deliverQueue: PostgresQueue<DeliverJob>
   archiveQueue: PostgresQueue<ArchiveJob>
   ingest: IngestServer | undefined
+  submission: SubmissionServer | undefined
   api: ApiServer | undefined
   /** metering, plans and Stripe: the billing cycle, and the webhook listener when Stripe is configured */
   billing: BillingService | undefined
@@ -97,6 +98,7 @@ export async function startStack(
 
   const consumers: Consumer[] = []
   let ingest: IngestServer | undefined
+  let submission: SubmissionServer | undefined
   let api: ApiServer | undefined
   let purger: { stop(): Promise<void> } | undefined
   let billing: BillingService | undefined
@@ -143,12 +145,31 @@ export async function startStack(
         timeoutMs: config.deliver.timeoutMs,
         maxConnections: config.deliver.connectionsPerServer,
       })
+      const pools = new SenderPools(config.outbound.pools, config.outbound.cooldownSeconds * 1000)
       consumers.push(
-        startDeliverWorker({ config, db, store, smtp, deliverQueue, log: log.child({ service: 'deliver' }) }),
+        startDeliverWorker({
+          config,
+          db,
+          store,
+          smtp,
+          deliverQueue,
+          pools,
+          resolver: createResolver(config.dnsServers),
+          log: log.child({ service: 'deliver' }),
+        }),
       )
     }
     if (only.includes('ingest')) {
       ingest = await startIngest({ config, db, store, scanQueue, log: log.child({ service: 'ingest' }) })
+    }
+    if (only.includes('submission')) {
+      submission = await startSubmission({
+        config,
+        db,
+        store,
+        scanQueue,
+        log: log.child({ service: 'submission' }),
+      })
     }
     if (only.includes('api')) {
       const apiLog = log.child({ service: 'api' })
@@ -165,6 +186,7 @@ export async function startStack(
       })
     }
   } catch (err) {
+    await submission?.close()
     await api?.close()
     await ingest?.close()
     await purger?.stop()
@@ -181,12 +203,14 @@ export async function startStack(
     deliverQueue,
     archiveQueue,
     ingest,
+    submission,
     api,
     billing,
     running: [...only],
     clamd: clamdInWords,
     async close() {
       await api?.close()
+      await submission?.close()
       await billing?.close()
       await ingest?.close()
       await purger?.stop()

@@ -1,3 +1,6 @@
+export { buildDsn, type FailedRecipient } from './dsn'
+export { type MxAnswer, type MxResolver, resolveMx } from './mx'
+export { DIRECT, type Egress, SenderPools } from './pools'
 export { type ProbeResult, probeSmtp } from './probe'
 export { type Destination, type SendOutcome, SmtpClient } from './smtp-client'
 export { backoffSeconds, type DeliverDeps, deliverOne, startDeliverWorker } from './worker'

@@ -7,6 +7,15 @@ export interface Destination {
   port: number
   /** `required`: STARTTLS or no delivery (the certificate is not checked: customers' servers often have their own) */
   tls?: 'opportunistic' | 'required' | string
+  /** the local address to connect from (an egress path's bind IP) */
+  localAddress?: string | undefined
+  /** the EHLO name; Moat's host name when unset */
+  helo?: string | undefined
+  /** implicit TLS from the first byte (a smart host on 465) */
+  secure?: boolean | undefined
+  auth?: { user: string; pass: string } | undefined
+  /** the TLS server name when `host` is an address (the MX host's name) */
+  servername?: string | undefined
 }
 
 /** What one SMTP delivery to one destination did, per recipient. */
@@ -18,7 +27,18 @@ export interface SendOutcome {
   /** the final reply (`250 ...` on success), or the error */
   reply: string
   code: number | null
+  /** the server could not be reached or the session broke before a reply (no SMTP answer at all) */
+  connectionFailed?: boolean
 }
+
+const CONNECTION_ERRORS = new Set([
+  'ECONNECTION',
+  'ETIMEDOUT',
+  'ESOCKET',
+  'EDNS',
+  'ECONNREFUSED',
+  'EADDRNOTAVAIL',
+])
 
 /**
  * Pooled SMTP connections to customers' servers, one pool per destination, with opportunistic
@@ -31,23 +51,34 @@ export class SmtpClient {
 
   private pool(dest: Destination): Transporter<SMTPPool.SentMessageInfo> {
     const requireTLS = dest.tls === 'required'
-    const key = `${dest.host}:${dest.port}:${requireTLS ? 'tls' : ''}`
+    const key = JSON.stringify([
+      dest.host,
+      dest.port,
+      dest.localAddress,
+      dest.helo,
+      dest.secure,
+      dest.auth?.user,
+      dest.servername,
+      requireTLS,
+    ])
     let pool = this.pools.get(key)
     if (!pool) {
       pool = nodemailer.createTransport({
         pool: true,
         host: dest.host,
         port: dest.port,
-        secure: false,
+        secure: dest.secure ?? false,
         requireTLS,
-        name: this.options.hostname,
+        name: dest.helo ?? this.options.hostname,
+        ...(dest.localAddress ? { localAddress: dest.localAddress } : {}),
+        ...(dest.auth ? { auth: dest.auth } : {}),
         maxConnections: this.options.maxConnections ?? 4,
         maxMessages: 100,
         connectionTimeout: this.options.timeoutMs,
         greetingTimeout: this.options.timeoutMs,
         socketTimeout: this.options.timeoutMs,
         // opportunistic TLS towards the customer's own server: encrypt when offered, whatever its certificate
-        tls: { rejectUnauthorized: false },
+        tls: { rejectUnauthorized: false, ...(dest.servername ? { servername: dest.servername } : {}) },
       })
       this.pools.set(key, pool)
     }
@@ -93,6 +124,7 @@ export class SmtpClient {
       const code = e.responseCode ?? null
       const reply = e.response ?? `${e.code ?? 'error'}: ${e.message}`
       return {
+        connectionFailed: code === null && CONNECTION_ERRORS.has(e.code ?? ''),
         accepted: [],
         refused: envelope.to.map((address) => ({
           address,

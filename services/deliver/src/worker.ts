@@ -14,6 +14,9 @@ import {
 import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq, gte, inArray } from 'drizzle-orm'
+import type { MxResolver } from './mx'
+import { deliverOutbound } from './outbound'
+import type { SenderPools } from './pools'
 import type { SendOutcome, SmtpClient } from './smtp-client'
 
 export interface DeliverDeps {
@@ -22,6 +25,10 @@ export interface DeliverDeps {
   store: ObjectStore
   smtp: SmtpClient
   deliverQueue: Queue<DeliverJob>
+  /** egress paths: `default` and tenants' pools for outbound mail, `inbound` for customers' servers */
+  pools: SenderPools
+  /** MX lookups for outbound mail (MOAT_DNS_SERVERS) */
+  resolver: MxResolver
   log: Logger
 }
 
@@ -56,6 +63,7 @@ interface AttemptRecord {
  */
 export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>): Promise<void> {
   const { db, config, log } = deps
+  if ('domain' in job.body) return deliverOutbound(deps, job, job.body.domain)
   const { messageId, domainId } = job.body
   const jobLog = log.child({ messageId, jobId: job.id })
   const [message] = await db.select().from(messages).where(eq(messages.id, messageId))
@@ -89,6 +97,8 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   )
   const attempts: AttemptRecord[] = []
   const outcome = new Map<string, { status: 'delivered' | 'deferred' | 'failed'; reply: string }>()
+  // inbound delivery leaves through its own pool, so an outbound blocklisting never touches it
+  const identity = deps.pools.has('inbound') ? deps.pools.order('inbound')[0] : undefined
 
   for (const group of groups) {
     let left = group.addresses
@@ -99,7 +109,11 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
       try {
         // the delivered copy carries the scan's headers; the stored original is never changed
         const raw = rewriteHeaders(await deps.store.stream(message.objectKey), message.headerRewrite)
-        result = await deps.smtp.send(route, { from: message.mailFrom, to: left }, raw)
+        result = await deps.smtp.send(
+          { ...route, localAddress: identity?.bindIp, helo: identity?.helo },
+          { from: message.mailFrom, to: left },
+          raw,
+        )
       } catch (err) {
         result = { accepted: [], refused: [], reply: `local error: ${(err as Error).message}`, code: null }
         result.refused = left.map((address) => ({
@@ -252,7 +266,13 @@ async function holdForSuspendedTenant(
 }
 
 /** The message's status, summed up from its recipients. */
-async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
+export async function updateMessageStatus(tx: Executor, messageId: string): Promise<void> {
+  // deliver jobs for the message's other domains may be finishing at the same moment: locking the
+  // message row first makes the second one wait and then read the first one's recipients, so the
+  // summary is never computed from two stale halves (READ COMMITTED on PostgreSQL). NO KEY UPDATE,
+  // not UPDATE: the attempt and event rows inserted before hold KEY SHARE locks on this row, which
+  // FOR UPDATE would wait for, deadlocking two such transactions
+  await tx.select({ id: messages.id }).from(messages).where(eq(messages.id, messageId)).for('no key update')
   const rows = await tx
     .select({ status: recipients.status })
     .from(recipients)

@@ -139,7 +139,10 @@ export async function startIngest(deps: IngestDeps): Promise<IngestServer> {
 const DOMAIN_CACHE_MS = 5_000
 
 /** Memoizes an async lookup per key for `ttlMs`, answers and misses alike; failures are not kept. */
-function cachedFor<T>(ttlMs: number, lookup: (key: string) => Promise<T>): (key: string) => Promise<T> {
+export function cachedFor<T>(
+  ttlMs: number,
+  lookup: (key: string) => Promise<T>,
+): (key: string) => Promise<T> {
   const cache = new Map<string, { value: Promise<T>; expires: number }>()
   return (key) => {
     const now = Date.now()
@@ -243,7 +246,7 @@ async function receive(
 }
 
 /** Reads what is left of the SMTP data stream, so that the session can answer. */
-function drain(stream: SMTPServerDataStream, ended: () => boolean): Promise<void> {
+export function drain(stream: SMTPServerDataStream, ended: () => boolean): Promise<void> {
   if (ended()) return Promise.resolve()
   return new Promise((resolve) => {
     stream.once('end', () => resolve())
@@ -281,7 +284,7 @@ const HEADER_LIMIT = 64 * 1024
  * Passes the message through unchanged after a prepended header, and keeps the header block
  * (up to 64 KiB) to read the Subject and Message-ID from.
  */
-class HeaderCapture extends Transform {
+export class HeaderCapture extends Transform {
   private head: Buffer[] = []
   private headBytes = 0
   private done = false
@@ -303,7 +306,7 @@ class HeaderCapture extends Transform {
     callback(null, chunk)
   }
 
-  parsed(): { subject: string | null; messageId: string | null } {
+  parsed(): { subject: string | null; messageId: string | null; from: string | null } {
     const raw = Buffer.concat(this.head).subarray(0, HEADER_LIMIT).toString('utf8')
     const end = raw.search(/\r?\n\r?\n/)
     const block = (end >= 0 ? raw.slice(0, end) : raw).replace(/\r?\n[ \t]+/g, ' ')
@@ -311,6 +314,6 @@ class HeaderCapture extends Transform {
       const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(block)
       return m?.[1] ? m[1].trim().slice(0, 998) : null
     }
-    return { subject: field('Subject'), messageId: field('Message-ID') }
+    return { subject: field('Subject'), messageId: field('Message-ID'), from: field('From') }
   }
 }

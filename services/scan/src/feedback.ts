@@ -79,7 +79,7 @@ export async function releaseMessage(
       .where(and(eq(recipients.messageId, m.id), eq(recipients.status, 'quarantined')))
       .returning({ domainId: recipients.domainId })
     for (const domainId of new Set(released.map((r) => r.domainId)))
-      await deps.deliverQueue.send({ messageId: m.id, domainId }, { tx })
+      if (domainId) await deps.deliverQueue.send({ messageId: m.id, domainId }, { tx })
     const taught =
       m.virusScan === 'infected'
         ? { learnt: false, before: null, after: null }

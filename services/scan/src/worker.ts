@@ -21,6 +21,7 @@ import type { Logger } from '@moat/log'
 import { type Consumer, consume, type Queue, type ReceivedJob } from '@moat/queue'
 import { and, eq } from 'drizzle-orm'
 import { ScannerUnavailableError, type VirusScanner } from './clamd'
+import { scanOutbound } from './outbound'
 
 /**
  * What the scan decided about one message: the virus scan, the spam symbols with their score, and
@@ -79,6 +80,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
     await deps.scanQueue.delete(job.receipt)
     return
   }
+  if (message.direction === 'outbound') return scanOutbound(deps, job, message, jobLog)
 
   const started = Date.now()
   let verdict: Verdict
@@ -164,7 +166,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
       )
     }
     for (const { domainId } of domainsToDeliver)
-      followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
+      if (domainId) followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
     // archived with its verdict, in the same transaction: a scanned message is never left unarchived
     if (deps.archiveQueue) followUps.push(deps.archiveQueue.send({ messageId }, { tx }))
     await Promise.all(followUps)
@@ -172,7 +174,7 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
   jobLog.info({ action: verdict.action, score: verdict.score, reason: verdict.reason, durationMs }, 'scanned')
 }
 
-type MessageRow = typeof messages.$inferSelect
+export type MessageRow = typeof messages.$inferSelect
 
 /** Tenants' model overlays, shared by the scan workers of this process. */
 const overlays = new TenantOverlays()
@@ -218,7 +220,9 @@ async function judge(deps: ScanDeps, message: MessageRow): Promise<Verdict> {
       .selectDistinct({ domainId: recipients.domainId })
       .from(recipients)
       .where(and(eq(recipients.messageId, message.id), eq(recipients.tenantId, tenantId)))
-  ).map((r) => r.domainId)
+  )
+    .map((r) => r.domainId)
+    .filter((d): d is string => d !== null)
   const [analysis, layers, entries] = await Promise.all([
     deps.detector.analyze(
       raw,
