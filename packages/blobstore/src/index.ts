@@ -30,7 +30,7 @@ export class ObjectNotFoundError extends Error {
 const WRITE_BATCH = 256 * 1024
 
 /** Rejects keys that could escape the store's root or name a directory. */
-function checkKey(key: string): void {
+export function checkKey(key: string): void {
   if (
     !key ||
     key.startsWith('/') ||
@@ -166,3 +166,5 @@ function notFound(err: unknown, key: string): unknown {
   const code = (err as NodeJS.ErrnoException).code
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' ? new ObjectNotFoundError(key) : err
 }
+
+export { S3ObjectStore, type S3StoreOptions } from './s3'

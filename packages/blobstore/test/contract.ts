@@ -38,8 +38,8 @@ function randomStream(size: number, chunk = 64 * 1024): { stream: Readable; byte
 }
 
 /**
- * The behaviour every `ObjectStore` must have. A future S3 adapter runs the same suite with its
- * own fixture.
+ * The behaviour every `ObjectStore` must have: LocalObjectStore and S3ObjectStore both run it, each with
+ * its own fixture.
  */
 export function objectStoreContract(label: string, makeFixture: () => Promise<ObjectStoreFixture>): void {
   describe(`object store contract: ${label}`, () => {

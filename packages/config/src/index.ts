@@ -182,6 +182,28 @@ const schema = z.object({
     )
     .optional(),
 
+  MOAT_BLOBSTORE: z.enum(['local', 's3'], { error: 'expected local or s3' }).default('local'),
+  MOAT_S3_BUCKET: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)',
+    )
+    .optional(),
+  MOAT_S3_PREFIX: z
+    .string()
+    .regex(/^([^/].*\/)?$/, 'expected a key prefix ending in / and not starting with one, e.g. moat/')
+    .default(''),
+  MOAT_S3_REGION: z.string().default('us-east-1'),
+  MOAT_S3_ENDPOINT: z.url({ error: 'expected a URL, e.g. https://minio.internal:9000' }).optional(),
+  MOAT_S3_FORCE_PATH_STYLE: bool.default(false),
+  MOAT_S3_SSE: z
+    .enum(['none', 'AES256', 'aws:kms'], { error: 'expected none, AES256 or aws:kms' })
+    .default('none'),
+  MOAT_S3_SSE_KMS_KEY_ID: z.string().optional(),
+
+  MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS: positiveInt.default(3600),
+  MOAT_ARCHIVE_PURGE_BATCH: positiveInt.default(500),
   MOAT_SUBMISSION_PORT: port.default(2587),
   MOAT_SUBMISSIONS_PORT: port.default(2465),
   MOAT_SUBMISSION_AUTH_SLOW_AFTER: positiveInt.default(3),
@@ -311,6 +333,25 @@ export type Config = {
     /** how often each domain's DNS is checked again in the background (verification, MX drift) */
     domainRecheckSeconds: number
   }
+  /** where raw messages and archive copies live */
+  blobstore:
+    | { kind: 'local' }
+    | {
+        kind: 's3'
+        bucket: string
+        prefix: string
+        region: string
+        endpoint: string | undefined
+        forcePathStyle: boolean
+        serverSideEncryption: 'AES256' | 'aws:kms' | undefined
+        kmsKeyId: string | undefined
+      }
+  archive: {
+    /** how often the retention purge runs (in the scan service) */
+    purgeIntervalSeconds: number
+    /** archived messages deleted per purge transaction */
+    purgeBatch: number
+  }
   /** outbound relay: submission, limits, delivery to the Internet */
   outbound: {
     /** STARTTLS, required before AUTH */
@@ -411,6 +452,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       '  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK default chain)',
     )
   }
+  if (present.MOAT_BLOBSTORE === 's3' && !present.MOAT_S3_BUCKET) {
+    lines.push('  MOAT_S3_BUCKET: required when MOAT_BLOBSTORE=s3 (the bucket that holds the raw messages)')
+  }
   if (!parsed.success || lines.length) throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
   const e = parsed.data
   const clamdUrl = e.MOAT_CLAMD.startsWith('tcp://') ? new URL(e.MOAT_CLAMD) : undefined
@@ -480,6 +524,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       portalOrigin: e.MOAT_PORTAL_ORIGIN,
       adminToken: e.MOAT_ADMIN_TOKEN,
       domainRecheckSeconds: e.MOAT_DOMAIN_RECHECK_SECONDS,
+    },
+    blobstore:
+      e.MOAT_BLOBSTORE === 's3'
+        ? {
+            kind: 's3',
+            bucket: e.MOAT_S3_BUCKET ?? '',
+            prefix: e.MOAT_S3_PREFIX,
+            region: e.MOAT_S3_REGION,
+            endpoint: e.MOAT_S3_ENDPOINT,
+            forcePathStyle: e.MOAT_S3_FORCE_PATH_STYLE,
+            serverSideEncryption: e.MOAT_S3_SSE === 'none' ? undefined : e.MOAT_S3_SSE,
+            kmsKeyId: e.MOAT_S3_SSE_KMS_KEY_ID,
+          }
+        : { kind: 'local' },
+    archive: {
+      purgeIntervalSeconds: e.MOAT_ARCHIVE_PURGE_INTERVAL_SECONDS,
+      purgeBatch: e.MOAT_ARCHIVE_PURGE_BATCH,
     },
     outbound: {
       submissionPort: e.MOAT_SUBMISSION_PORT,

@@ -259,6 +259,8 @@ describe('loadConfig overrides', () => {
         adminToken: 'an-operator-token-of-32-characters',
         domainRecheckSeconds: 600,
       },
+      blobstore: { kind: 'local' },
+      archive: { purgeIntervalSeconds: 3600, purgeBatch: 500 },
       billing: {
         host: '0.0.0.0',
         port: 9026,
@@ -481,5 +483,54 @@ describe('loadConfig: the SQS queue', () => {
     expect(configError({ AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE' }).message).toBe(
       'invalid configuration:\n  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK default chain)',
     )
+  })
+})
+
+describe('object store and archive settings', () => {
+  it('defaults to the local directory store and an hourly purge of 500 at a time', () => {
+    const config = loadConfig({})
+    expect(config.blobstore).toEqual({ kind: 'local' })
+    expect(config.archive).toEqual({ purgeIntervalSeconds: 3600, purgeBatch: 500 })
+  })
+
+  it('reads the S3 settings', () => {
+    const config = loadConfig({
+      MOAT_BLOBSTORE: 's3',
+      MOAT_S3_BUCKET: 'moat-mail',
+      MOAT_S3_PREFIX: 'prod/',
+      MOAT_S3_REGION: 'eu-west-1',
+      MOAT_S3_ENDPOINT: 'http://127.0.0.1:9000',
+      MOAT_S3_FORCE_PATH_STYLE: 'yes',
+      MOAT_S3_SSE: 'aws:kms',
+      MOAT_S3_SSE_KMS_KEY_ID: 'alias/moat',
+    })
+    expect(config.blobstore).toEqual({
+      kind: 's3',
+      bucket: 'moat-mail',
+      prefix: 'prod/',
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:9000',
+      forcePathStyle: true,
+      serverSideEncryption: 'aws:kms',
+      kmsKeyId: 'alias/moat',
+    })
+  })
+
+  it('names each bad S3 setting, and asks for a bucket when the store is s3', () => {
+    expect(configError({ MOAT_BLOBSTORE: 's3' }).message).toBe(
+      'invalid configuration:\n  MOAT_S3_BUCKET: required when MOAT_BLOBSTORE=s3 (the bucket that holds the raw messages)',
+    )
+    const err = configError({
+      MOAT_BLOBSTORE: 'gcs',
+      MOAT_S3_BUCKET: 'Bad_Bucket',
+      MOAT_S3_PREFIX: '/root/',
+      MOAT_S3_SSE: 'yes',
+      MOAT_S3_ENDPOINT: 'minio',
+    }).message
+    expect(err).toContain('MOAT_BLOBSTORE="gcs": expected local or s3')
+    expect(err).toContain('MOAT_S3_BUCKET="Bad_Bucket": expected an S3 bucket name')
+    expect(err).toContain('MOAT_S3_PREFIX="/root/": expected a key prefix ending in /')
+    expect(err).toContain('MOAT_S3_SSE="yes": expected none, AES256 or aws:kms')
+    expect(err).toContain('MOAT_S3_ENDPOINT="minio": expected a URL')
   })
 })

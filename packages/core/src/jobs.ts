@@ -14,3 +14,8 @@ export type DeliverJob = { messageId: string; domainId: string } | { messageId: 
 export function addressDomain(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase()
 }
+
+/** The body of a job on the `archive` queue: a message to copy into the archive and index. */
+export interface ArchiveJob {
+  messageId: string
+}

@@ -1,5 +1,7 @@
 import net from 'node:net'
 import { PGlite } from '@electric-sql/pglite'
+import { btree_gin } from '@electric-sql/pglite/contrib/btree_gin'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 
 /**
  * Embedded PostgreSQL: one PGlite instance served over the PostgreSQL wire protocol on loopback,
@@ -36,7 +38,11 @@ export async function startEmbeddedPostgres(options: {
   /** start from this snapshot (`dumpEmbeddedPostgres`) instead of an empty cluster */
   snapshot?: Blob
 }): Promise<EmbeddedPostgres> {
-  const db = await PGlite.create(options.dataDir, options.snapshot ? { loadDataDir: options.snapshot } : {})
+  const db = await PGlite.create(options.dataDir, {
+    // contrib extensions the migrations create (archive search: trigram and tenant-first GIN indexes)
+    extensions: { pg_trgm, btree_gin },
+    ...(options.snapshot ? { loadDataDir: options.snapshot } : {}),
+  })
   let tail: Promise<void> = Promise.resolve()
   /** The backend lock: resolves with a release function once every earlier holder has released. */
   const acquire = (): Promise<() => void> => {

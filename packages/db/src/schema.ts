@@ -3,6 +3,7 @@ import {
   bigint,
   bigserial,
   boolean,
+  customType,
   index,
   integer,
   jsonb,
@@ -37,6 +38,13 @@ export const tenants = pgTable('tenants', {
   outboundSpamThreshold: real('outbound_spam_threshold'),
   /** bumped whenever the tenant's spam-model overlay changes, so scan workers know to reload it */
   spamModelVersion: integer('spam_model_version').notNull().default(0),
+  /** every accepted message is archived unless the tenant turns this off */
+  archiveEnabled: boolean('archive_enabled').notNull().default(true),
+  /**
+   * how long archived messages are kept, in days (30, 365, 2557 …); null keeps them for ever. A plain
+   * setting: the API changes it, and billing may set it from the tenant's plan.
+   */
+  archiveRetentionDays: integer('archive_retention_days'),
   createdAt: createdAt(),
 })
 
@@ -461,6 +469,127 @@ export const apiIdempotency = pgTable(
   (t) => [primaryKey({ columns: [t.tenantId, t.key] }), index('api_idempotency_created').on(t.createdAt)],
 )
 
+/** PostgreSQL's full-text document type; written and read only through SQL functions. */
+const tsvector = customType<{ data: string }>({ dataType: () => 'tsvector' })
+
+/**
+ * The archive's index: one row per archived message (per tenant). The raw message is an immutable
+ * object at `object_key` (`archive/<tenant>/<yyyy>/<mm>/<dd>/<message id>.eml`). `search` is the
+ * full-text document (subject, addresses, attachment names, body text) built with `language`, the
+ * text-search configuration the message's `Content-Language` names, or `simple`. `addresses` holds
+ * every envelope and header address, lower case, for trigram (`pg_trgm`) matching. The GIN indexes
+ * and their extensions (`pg_trgm`, `btree_gin`) are in the custom migration `archive_search`.
+ */
+export const archivedMessages = pgTable(
+  'archived_messages',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** the message log row it was archived from; the archive outlives the log, so no foreign key */
+    messageId: text('message_id').notNull(),
+    direction: text('direction').notNull(),
+    objectKey: text('object_key').notNull(),
+    sha256: text('sha256').notNull(),
+    size: integer('size').notNull(),
+    mailFrom: text('mail_from').notNull(),
+    rcptTo: text('rcpt_to').array().notNull(),
+    fromHeader: text('from_header'),
+    toHeader: text('to_header'),
+    ccHeader: text('cc_header'),
+    subject: text('subject'),
+    messageIdHeader: text('message_id_header'),
+    /** the Date header, when it parses */
+    sentAt: timestamp('sent_at', { withTimezone: true }),
+    /** when Moat accepted it */
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull(),
+    archivedAt: timestamp('archived_at', { withTimezone: true }).notNull().defaultNow(),
+    /** `clean`, `tagged`, `quarantined`, `discarded` or `virus` */
+    verdict: text('verdict').notNull(),
+    spamScore: real('spam_score'),
+    attachmentNames: text('attachment_names').array().notNull().default(sql`'{}'::text[]`),
+    hasAttachments: boolean('has_attachments').notNull().default(false),
+    /** a text-search configuration name: `english`, `german` … or `simple` */
+    language: text('language').notNull().default('simple'),
+    /** the body as plain text, at most 64 KiB of UTF-8 */
+    textExtract: text('text_extract').notNull().default(''),
+    addresses: text('addresses').notNull().default(''),
+    search: tsvector('search').notNull(),
+  },
+  (t) => [
+    uniqueIndex('archived_messages_message').on(t.tenantId, t.messageId),
+    index('archived_messages_tenant_received').on(t.tenantId, t.receivedAt, t.id),
+    // the full-text and trigram indexes are GIN indexes on (tenant_id, …) through btree_gin, so that a
+    // search reads only the tenant's entries: they need extensions, so they live in the custom
+    // migration `archive_search`
+  ],
+)
+
+/**
+ * A legal hold: while it is not released, the retention purge leaves alone what it covers — all of
+ * the tenant's archive (`scope` `tenant`) or the messages a search found when the hold was placed
+ * (`scope` `messages`, listed in `archive_hold_items`).
+ */
+export const archiveHolds = pgTable(
+  'archive_holds',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    scope: text('scope').notNull(),
+    reason: text('reason').notNull(),
+    /** the search that chose the messages, for `messages` holds */
+    query: jsonb('query').$type<Record<string, unknown>>(),
+    messageCount: integer('message_count').notNull().default(0),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    releasedAt: timestamp('released_at', { withTimezone: true }),
+    releasedBy: text('released_by'),
+  },
+  (t) => [index('archive_holds_tenant').on(t.tenantId)],
+)
+
+export const archiveHoldItems = pgTable(
+  'archive_hold_items',
+  {
+    holdId: text('hold_id')
+      .notNull()
+      .references(() => archiveHolds.id, { onDelete: 'cascade' }),
+    tenantId: text('tenant_id').notNull(),
+    archivedId: text('archived_id').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.holdId, t.archivedId] }),
+    index('archive_hold_items_archived').on(t.archivedId),
+  ],
+)
+
+/** An `.mbox` export of a search, run in the background; its file is an object at `object_key`. */
+export const archiveExports = pgTable(
+  'archive_exports',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** `running`, `done` or `failed` */
+    status: text('status').notNull(),
+    query: jsonb('query').$type<Record<string, unknown>>().notNull(),
+    /** messages matching when the export started, and written so far */
+    total: integer('total').notNull().default(0),
+    written: integer('written').notNull().default(0),
+    bytes: bigint('bytes', { mode: 'number' }).notNull().default(0),
+    objectKey: text('object_key').notNull(),
+    error: text('error'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [index('archive_exports_tenant').on(t.tenantId, t.createdAt)],
+)
 /** One volume tier of a plan: messages up to `upTo` (cumulative, null: no limit) cost `unitAmount` minor units per `unitSize` messages. */
 export interface PlanTier {
   upTo: number | null

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import type { ObjectStore } from '@moat/blobstore'
 import { type ServiceName, type Stack, startStack } from '@moat/cli'
 import { type Config, loadConfig } from '@moat/config'
 import {
@@ -56,7 +57,13 @@ export interface Harness {
  * server on loopback, with retry delays short enough for tests.
  */
 export async function startHarness(
-  options: { env?: Record<string, string>; only?: ServiceName[]; scanner?: VirusScanner } = {},
+  options: {
+    env?: Record<string, string>
+    only?: ServiceName[]
+    scanner?: VirusScanner
+    /** instead of the local directory under the data directory (e.g. S3 on the fauxqs emulator) */
+    store?: ObjectStore
+  } = {},
 ): Promise<Harness> {
   const database = await createTestDatabase()
   const dns = await startDnsServer()
@@ -88,7 +95,12 @@ export async function startHarness(
   }
   const config = loadConfig(env)
   const log = createLogger({ level: config.logLevel, name: 'test' })
-  const stack = await startStack(config, { only: options.only, log, scanner: options.scanner })
+  const stack = await startStack(config, {
+    only: options.only,
+    log,
+    scanner: options.scanner,
+    ...(options.store ? { store: options.store } : {}),
+  })
   const resolver = createResolver(config.dnsServers)
   return {
     config,

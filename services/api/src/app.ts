@@ -16,6 +16,7 @@ import { createLimiters, type RateLimits } from './rate-limit'
 import { registerAccounts } from './routes/accounts'
 import { ADMIN_PREFIX, operatorOnly, registerAdmin } from './routes/admin'
 import { registerApiKeys } from './routes/api-keys'
+import { registerArchive } from './routes/archive'
 import { registerAudit } from './routes/audit'
 import { registerBilling } from './routes/billing'
 import { registerDkim } from './routes/dkim'
@@ -120,6 +121,7 @@ export function createApi(deps: ApiDeps): Api {
   registerPolicies(app, deps)
   registerMessages(app, deps)
   registerQuarantine(app, deps)
+  registerArchive(app, deps)
   registerAudit(app, deps)
   registerOutbound(app, deps)
   registerDkim(app, deps)

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { indexMessage } from '@moat/archive'
 import { LocalObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
 import type { DeliverJob } from '@moat/core'
@@ -59,6 +60,8 @@ export interface TestApi {
   deliverQueue: PostgresQueue<DeliverJob>
   /** the raw messages */
   store: LocalObjectStore
+  /** archives a message as the archive worker does; gives the archived message's id */
+  archive(messageId: string): Promise<string>
   close(): Promise<void>
 }
 
@@ -126,6 +129,12 @@ export async function startTestApi(
     call,
     deliverQueue,
     store,
+    async archive(messageId) {
+      await indexMessage({ db, store }, messageId)
+      const [row] = await database.sql`select id from archived_messages where message_id = ${messageId}`
+      if (!row) throw new Error(`message ${messageId} was not archived`)
+      return row.id as string
+    },
     async message(tenantId, o = {}) {
       const from = o.from ?? 'sender@spam.example'
       const to = o.to ?? `user@${tenantId}.test`

@@ -44,6 +44,25 @@ beforeAll(async () => {
   objectOf['/v1/relay-networks'] = network.body.id
   objectOf['/v1/messages'] = await api.message(a.tenantId, { status: 'delivered', subject: 'alpha log' })
   objectOf['/v1/quarantine'] = await api.message(a.tenantId, { subject: 'alpha held' })
+  objectOf['/v1/archive/messages'] = await api.archive(
+    await api.message(a.tenantId, {
+      status: 'delivered',
+      subject: 'alpha archived secret',
+      body: 'merger plans',
+    }),
+  )
+  const hold = await api.call('POST', '/v1/archive/holds', {
+    key: a.key,
+    body: { reason: 'alpha case', scope: 'messages', filter: { q: 'merger' } },
+  })
+  objectOf['/v1/archive/holds'] = hold.body.id
+  const exported = await api.call('POST', '/v1/archive/exports', { key: a.key, body: { q: 'merger' } })
+  objectOf['/v1/archive/exports'] = exported.body.id
+  for (let i = 0; i < 100; i++) {
+    const e = await api.call('GET', `/v1/archive/exports/${exported.body.id}`, { key: a.key })
+    if (e.body.status !== 'running') break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
   const invited = await api.call('POST', '/v1/invitations', {
     key: a.key,
     body: { email: 'second@alpha.test', role: 'admin' },
@@ -86,6 +105,11 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         'GET /v1/quarantine/{id}/raw',
         'POST /v1/quarantine/{id}/release',
         'DELETE /v1/quarantine/{id}',
+        'GET /v1/archive/messages/{id}',
+        'GET /v1/archive/messages/{id}/raw',
+        'GET /v1/archive/exports/{id}',
+        'GET /v1/archive/exports/{id}/download',
+        'DELETE /v1/archive/holds/{id}',
         'GET /v1/smtp-credentials/{id}',
         'DELETE /v1/smtp-credentials/{id}',
         'POST /v1/smtp-credentials/{id}/enable',
@@ -202,6 +226,23 @@ describe('tenant isolation, swept from the OpenAPI document', () => {
         nextCursor: null,
       })
     }
+    // the archive: search, the mbox stream and exports find nothing of A's
+    for (const query of ['', 'q=merger', 'subject=alpha', 'from=spam.example']) {
+      const found = await api.call('GET', `/v1/archive/search?${query}`, { key: b.key })
+      expect(found.body, query).toEqual({ items: [], nextCursor: null })
+    }
+    const mbox = await api.call('GET', '/v1/archive/search/mbox', { key: b.key })
+    expect(mbox.status).toBe(200)
+    expect(mbox.body).toBe('')
+    const started = await api.call('POST', '/v1/archive/exports', { key: b.key, body: { q: 'merger' } })
+    expect(started.body).toMatchObject({ total: 0 })
+    const holds = await api.call('GET', '/v1/archive/holds', { key: b.key })
+    expect(holds.body).toEqual({ items: [] })
+    const hold = await api.call('POST', '/v1/archive/holds', {
+      key: b.key,
+      body: { reason: 'fishing', scope: 'messages', filter: { q: 'merger' } },
+    })
+    expect(hold.body.messageCount).toBe(0)
     const users = await api.call('GET', '/v1/users', { key: b.key })
     expect(users.body.items.map((u: { email: string }) => u.email)).toEqual(['owner@bravo.test'])
     expect((await api.call('GET', '/v1/invitations', { key: b.key })).body.items).toEqual([])

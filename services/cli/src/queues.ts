@@ -1,6 +1,6 @@
 import { SQSClient } from '@aws-sdk/client-sqs'
 import type { Config } from '@moat/config'
-import type { DeliverJob, ScanJob } from '@moat/core'
+import type { ArchiveJob, DeliverJob, ScanJob } from '@moat/core'
 import type { Db } from '@moat/db'
 import type { Logger } from '@moat/log'
 import { OutboxRelay, PostgresQueue, type Queue, SqsQueue } from '@moat/queue'
@@ -8,12 +8,13 @@ import { OutboxRelay, PostgresQueue, type Queue, SqsQueue } from '@moat/queue'
 export interface Queues {
   scanQueue: Queue<ScanJob>
   deliverQueue: Queue<DeliverJob>
+  archiveQueue: Queue<ArchiveJob>
   /** with `MOAT_QUEUE=sqs`: carries jobs committed to the outbox on to SQS (not started) */
   relay: OutboxRelay | undefined
 }
 
 /**
- * The `scan` and `deliver` queues on the configured backend. PostgreSQL: the `queue_jobs` table.
+ * The `scan`, `deliver` and `archive` queues on the configured backend. PostgreSQL: the `queue_jobs` table.
  * SQS: `${MOAT_SQS_QUEUE_URL_PREFIX}scan` and `…deliver`, with jobs sent inside a transaction
  * going through the outbox; the relay returned here carries them (any process's relay will do).
  */
@@ -23,6 +24,7 @@ export function openQueues(config: Config, db: Db, log: Logger): Queues {
     return {
       scanQueue: new PostgresQueue<ScanJob>(db, 'scan', options),
       deliverQueue: new PostgresQueue<DeliverJob>(db, 'deliver', options),
+      archiveQueue: new PostgresQueue<ArchiveJob>(db, 'archive', options),
       relay: undefined,
     }
   }
@@ -44,11 +46,12 @@ export function openQueues(config: Config, db: Db, log: Logger): Queues {
     })
   const scanQueue = make<ScanJob>('scan')
   const deliverQueue = make<DeliverJob>('deliver')
+  const archiveQueue = make<ArchiveJob>('archive')
   relay = new OutboxRelay({
     db,
-    queues: [scanQueue as SqsQueue<unknown>, deliverQueue as SqsQueue<unknown>],
+    queues: [scanQueue, deliverQueue, archiveQueue] as SqsQueue<unknown>[],
     log: log.child({ component: 'outbox-relay' }),
     pollMs: config.queue.pollMs,
   })
-  return { scanQueue, deliverQueue, relay }
+  return { scanQueue, deliverQueue, archiveQueue, relay }
 }

@@ -1,9 +1,10 @@
 import path from 'node:path'
 import { type ApiServer, lazy, startApi } from '@moat/api'
+import { startArchiveWorker, startPurgeScheduler } from '@moat/archive'
 import { type BillingService, type StripeGateway, startBilling } from '@moat/billing'
-import { LocalObjectStore, type ObjectStore } from '@moat/blobstore'
+import { LocalObjectStore, type ObjectStore, S3ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { createResolver, type DeliverJob, type ScanJob } from '@moat/core'
+import { type ArchiveJob, createResolver, type DeliverJob, type ScanJob } from '@moat/core'
 import { type Database, openDatabase, runMigrations } from '@moat/db'
 import { SenderPools, SmtpClient, startDeliverWorker } from '@moat/deliver'
 import { loadOrBuildModel } from '@moat/detect'
@@ -34,6 +35,7 @@ export interface Stack {
   store: ObjectStore
   scanQueue: Queue<ScanJob>
   deliverQueue: Queue<DeliverJob>
+  archiveQueue: Queue<ArchiveJob>
   /** with `MOAT_QUEUE=sqs`: the outbox relay this process runs */
   relay: OutboxRelay | undefined
   /** `/healthz`, `/readyz` and `/metrics` on `MOAT_METRICS_HOST:MOAT_METRICS_PORT` */
@@ -54,7 +56,20 @@ export interface Stack {
   close(): Promise<void>
 }
 
+/** The configured object store: `MOAT_DATA_DIR/objects` (default), or S3 with `MOAT_BLOBSTORE=s3`. */
 export function objectStore(config: Config): ObjectStore {
+  const b = config.blobstore
+  if (b.kind === 's3') {
+    return new S3ObjectStore({
+      bucket: b.bucket,
+      prefix: b.prefix,
+      region: b.region,
+      ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+      forcePathStyle: b.forcePathStyle,
+      ...(b.serverSideEncryption ? { serverSideEncryption: b.serverSideEncryption } : {}),
+      ...(b.kmsKeyId ? { kmsKeyId: b.kmsKeyId } : {}),
+    })
+  }
   return new LocalObjectStore(path.join(config.dataDir, 'objects'))
 }
 
@@ -88,7 +103,7 @@ export async function startStack(
   }
   const db = database.db
   const store = options.store ?? objectStore(config)
-  const { scanQueue, deliverQueue, relay } = openQueues(config, db, log)
+  const { scanQueue, deliverQueue, archiveQueue, relay } = openQueues(config, db, log)
   const checks: Record<string, Check> = {
     database: () => db.execute(sql`select 1`),
     queue: () => scanQueue.depth(),
@@ -98,6 +113,7 @@ export async function startStack(
   let ingest: IngestServer | undefined
   let submission: SubmissionServer | undefined
   let api: ApiServer | undefined
+  let purger: { stop(): Promise<void> } | undefined
   let billing: BillingService | undefined
   let smtp: SmtpClient | undefined
   let localClamd: LocalClamd | undefined
@@ -129,9 +145,20 @@ export async function startStack(
           detector: createDetector(config, log.child({ service: 'scan' })),
           scanQueue,
           deliverQueue,
+          archiveQueue,
           log: log.child({ service: 'scan' }),
         }),
       )
+      // the archive rides with the scan service: it indexes what scan queues, and purges on schedule
+      const archiveLog = log.child({ service: 'archive' })
+      consumers.push(startArchiveWorker({ db, store, queue: archiveQueue, log: archiveLog }))
+      purger = startPurgeScheduler({
+        db,
+        store,
+        log: archiveLog,
+        intervalSeconds: config.archive.purgeIntervalSeconds,
+        batch: config.archive.purgeBatch,
+      })
     }
     if (only.includes('deliver')) {
       smtp = new SmtpClient({
@@ -183,13 +210,14 @@ export async function startStack(
       host: config.metrics.host,
       port: config.metrics.port,
       checks,
-      collect: () => collectGauges(db, { scan: scanQueue, deliver: deliverQueue }, relay),
+      collect: () => collectGauges(db, { scan: scanQueue, deliver: deliverQueue, archive: archiveQueue }, relay),
       log: log.child({ component: 'ops' }),
     })
   } catch (err) {
     await submission?.close()
     await api?.close()
     await ingest?.close()
+    await purger?.stop()
     await Promise.all(consumers.map((c) => c.stop(1000)))
     await relay?.stop()
     await localClamd?.stop()
@@ -203,6 +231,7 @@ export async function startStack(
     store,
     scanQueue,
     deliverQueue,
+    archiveQueue,
     relay,
     ops: startedOps,
     ingest,
@@ -220,6 +249,7 @@ export async function startStack(
         billing?.close(),
         ingest?.close(deadline),
         submission?.close(),
+        purger?.stop(),
         ...consumers.map((c) => c.stop(deadline)),
       ])
       // last: the outbox rows the finished work committed are sent before the process goes

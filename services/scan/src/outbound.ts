@@ -83,6 +83,8 @@ export async function scanOutbound(
         durationMs,
       }),
     ]
+    // archived with its verdict (held or sent), in the same transaction, as inbound mail is
+    if (deps.archiveQueue) writes.push(deps.archiveQueue.send({ messageId: message.id }, { tx }))
     if (held) {
       writes.push(
         tx

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { ObjectStore } from '@moat/blobstore'
 import type { Config } from '@moat/config'
-import { type DeliverJob, recordEvent, recordUsage, type ScanJob } from '@moat/core'
+import { type ArchiveJob, type DeliverJob, recordEvent, recordUsage, type ScanJob } from '@moat/core'
 import { type Db, type HeaderRewrite, messages, recipients } from '@moat/db'
 import {
   type Action,
@@ -52,6 +52,8 @@ export interface ScanDeps {
   detector: Detector | null
   scanQueue: Queue<ScanJob>
   deliverQueue: Queue<DeliverJob>
+  /** every scanned message is queued here for the archive (`@moat/archive`), whatever its verdict */
+  archiveQueue?: Queue<ArchiveJob> | undefined
   log: Logger
 }
 
@@ -172,6 +174,8 @@ export async function scanOne(deps: ScanDeps, job: ReceivedJob<ScanJob>): Promis
     }
     for (const { domainId } of domainsToDeliver)
       if (domainId) followUps.push(deps.deliverQueue.send({ messageId, domainId }, { tx }))
+    // archived with its verdict, in the same transaction: a scanned message is never left unarchived
+    if (deps.archiveQueue) followUps.push(deps.archiveQueue.send({ messageId }, { tx }))
     await Promise.all(followUps)
     return true
   })

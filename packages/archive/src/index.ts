@@ -1,0 +1,5 @@
+export * from './exports'
+export * from './index-message'
+export * from './mbox'
+export * from './retention'
+export * from './search'
