@@ -122,6 +122,8 @@ describe('the Helm chart', () => {
       const config = loadConfig(podEnv(all, service))
       expect(config.queue.kind, service).toBe('sqs')
       expect(config.metrics.host, service).toBe('0.0.0.0')
+      // stateless pods: raw messages in S3
+      expect(config.blobstore.kind, service).toBe('s3')
     }
   })
 
@@ -198,6 +200,7 @@ describe('Terraform and compose', () => {
       expect(s.command, service).toEqual(['start', '--only', service])
       const config = loadConfig(s.environment)
       expect(config.queue.kind).toBe('sqs')
+      expect(config.blobstore.kind).toBe('s3')
     }
     expect(compose.services.scan.deploy.replicas).toBe(2)
   })

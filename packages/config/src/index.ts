@@ -153,8 +153,13 @@ const schema = z.object({
   MOAT_QUEUE_MAX_RECEIVES: positiveInt.default(10),
   MOAT_QUEUE_POLL_MS: positiveInt.default(250),
   MOAT_QUEUE: z.enum(['postgres', 'sqs'], { error: 'expected postgres or sqs' }).default('postgres'),
+  // a plain pattern: emulators name queues with hosts like sqs.us-east-1.127.0.0.1, which z.url refuses
   MOAT_SQS_QUEUE_URL_PREFIX: z
-    .url({ error: 'expected a URL, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-' })
+    .string()
+    .regex(
+      /^https?:\/\/[^\s/]+\/\S*$/,
+      'expected a URL, e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/moat-',
+    )
     .optional(),
   MOAT_SQS_REGION: z.string().min(1).default('us-east-1'),
   MOAT_SQS_ENDPOINT: z.url({ error: 'expected a URL, e.g. http://127.0.0.1:4566' }).optional(),

@@ -1,5 +1,5 @@
 import { SQSClient } from '@aws-sdk/client-sqs'
-import { startFauxqs } from 'fauxqs'
+import { startS3Emulator, type TestS3 } from './s3'
 
 export interface TestSqs {
   /** the emulator's endpoint, `http://127.0.0.1:<port>` */
@@ -10,23 +10,27 @@ export interface TestSqs {
   /** the environment that points Moat's SQS adapter at the emulator (`MOAT_QUEUE=sqs`) */
   env(prefix?: string): Record<string, string>
   client(): SQSClient
+  /** the same emulator's S3 side */
+  s3: TestS3
   stop(): Promise<void>
 }
 
 /**
- * An SQS endpoint on loopback for tests: the `fauxqs` emulator (npm) in this process, on an
- * ephemeral port. It speaks the SQS JSON protocol (long polling, visibility timeouts, delays,
- * batches, redrive to a dead-letter queue), so `SqsQueue` runs unchanged against it; no AWS account
- * or network is involved. Differences from AWS that matter here: a short poll (`WaitTimeSeconds=0`)
- * always sees every message, the oldest message's age is not published, and messages up to 1 MiB
- * are accepted (Moat enforces 256 KiB itself).
+ * An SQS endpoint on loopback for tests: the `fauxqs` emulator (npm) that `startS3Emulator` starts
+ * (one emulator serves S3 and SQS on the same port; pass a running one to share it). It speaks
+ * the SQS JSON protocol (long polling, visibility timeouts, delays, batches, redrive to a
+ * dead-letter queue), so `SqsQueue` runs unchanged against it; no AWS account or network is
+ * involved. Differences from AWS that matter here: a short poll (`WaitTimeSeconds=0`) always sees
+ * every message, the oldest message's age is not published, and messages up to 1 MiB are accepted
+ * (Moat enforces 256 KiB itself).
  */
-export async function startSqsEmulator(): Promise<TestSqs> {
-  const server = await startFauxqs({ port: 0, logger: false })
-  const endpoint = `http://127.0.0.1:${server.port}`
+export async function startSqsEmulator(shared?: TestS3): Promise<TestSqs> {
+  const s3 = shared ?? (await startS3Emulator())
+  const endpoint = s3.endpoint
   const region = 'us-east-1'
-  // the URLs fauxqs gives its queues (they name a queue; requests go to `endpoint`)
-  const queueUrlPrefix = `http://sqs.${region}.localhost:${server.port}/000000000000/`
+  // the URLs fauxqs gives its queues when started with host 127.0.0.1 (they name a queue;
+  // requests go to `endpoint`)
+  const queueUrlPrefix = `http://sqs.${region}.127.0.0.1:${new URL(endpoint).port}/000000000000/`
   const credentials = { accessKeyId: 'test', secretAccessKey: 'test' }
   return {
     endpoint,
@@ -42,6 +46,9 @@ export async function startSqsEmulator(): Promise<TestSqs> {
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
     }),
     client: () => new SQSClient({ endpoint, region, credentials }),
-    stop: () => server.stop(),
+    s3,
+    stop: async () => {
+      if (!shared) await s3.stop()
+    },
   }
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import path from 'node:path'
+import { S3ObjectStore } from '@moat/blobstore'
 import { messageEvents, queueOutbox } from '@moat/db'
 import { createLogger } from '@moat/log'
 import { OutboxRelay, type SqsQueue } from '@moat/queue'
@@ -26,11 +27,11 @@ function mail(subject: string) {
 }
 
 /**
- * The stack on SQS: the `fauxqs` emulator on loopback (in this process, an SQS wire-protocol
- * endpoint; no AWS). Ingest writes the scan job to the outbox in the message's transaction; the
- * relay carries it to SQS.
+ * The stack on SQS and S3: the `fauxqs` emulator on loopback (in this process, SQS and S3
+ * wire-protocol endpoints; no AWS). Ingest writes the scan job to the outbox in the message's
+ * transaction; the relay carries it to SQS; raw messages are objects in a bucket.
  */
-describe('on SQS, with the transactional outbox', () => {
+describe('on SQS and S3, with the transactional outbox', () => {
   let sqs: TestSqs
   let h: Harness
   let sink: SmtpSink
@@ -38,7 +39,8 @@ describe('on SQS, with the transactional outbox', () => {
   beforeAll(async () => {
     sqs = await startSqsEmulator()
     sink = await startSmtpSink()
-    h = await startHarness({ env: { ...sqs.env('e2e-'), ...QUICK } })
+    const store = new S3ObjectStore({ ...sqs.s3.options(sqs.s3.bucket()), prefix: 'moat/' })
+    h = await startHarness({ env: { ...sqs.env('e2e-'), ...QUICK }, store })
     await h.customer({ tenant: 'acme', domain: 'acme.test', destinations: [`127.0.0.1:${sink.port}`] })
   })
   afterAll(async () => {
@@ -57,7 +59,7 @@ describe('on SQS, with the transactional outbox', () => {
         .where(and(eq(messageEvents.messageId, trace?.message.id ?? ''), eq(messageEvents.kind, type)))
     ).length
   }
-  const queues = () => [h.stack.scanQueue, h.stack.deliverQueue] as SqsQueue<unknown>[]
+  const queues = () => [h.stack.scanQueue, h.stack.deliverQueue, h.stack.archiveQueue] as SqsQueue<unknown>[]
 
   it('a message goes ingest → SQS scan → SQS deliver → the customer, and the outbox empties', async () => {
     const queueId = await h.send(mail('through SQS'))
