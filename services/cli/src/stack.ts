@@ -210,7 +210,8 @@ export async function startStack(
       host: config.metrics.host,
       port: config.metrics.port,
       checks,
-      collect: () => collectGauges(db, { scan: scanQueue, deliver: deliverQueue, archive: archiveQueue }, relay),
+      collect: () =>
+        collectGauges(db, { scan: scanQueue, deliver: deliverQueue, archive: archiveQueue }, relay),
       log: log.child({ component: 'ops' }),
     })
   } catch (err) {
