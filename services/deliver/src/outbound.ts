@@ -1,13 +1,5 @@
 import { addressDomain, type DeliverJob, recordEvent, signingKeyFor } from '@moat/core'
-import {
-  deliveryAttempts,
-  type Executor,
-  messageEvents,
-  messages,
-  newId,
-  recipients,
-  tenants,
-} from '@moat/db'
+import { type Executor, messages, newId, recipients, tenants } from '@moat/db'
 import type { Logger } from '@moat/log'
 import type { ReceivedJob } from '@moat/queue'
 import { and, eq, inArray } from 'drizzle-orm'
@@ -17,7 +9,7 @@ import { buildDsn, type FailedRecipient } from './dsn'
 import { type MxAnswer, resolveMx } from './mx'
 import type { Egress } from './pools'
 import type { Destination, SendOutcome } from './smtp-client'
-import { backoffSeconds, type DeliverDeps, updateMessageStatus } from './worker'
+import { backoffSeconds, type DeliverDeps, passWrites, updateMessageStatus } from './worker'
 
 type MessageRow = typeof messages.$inferSelect
 
@@ -287,35 +279,19 @@ async function finish(
 
   try {
     await db.transaction(async (tx) => {
-      const writes: Promise<unknown>[] = [deps.deliverQueue.delete(job.receipt, { tx })]
-      if (attempts.length)
-        writes.push(
-          tx
-            .insert(deliveryAttempts)
-            .values(attempts.map((a) => ({ messageId, tenantId: message.tenantId, ...a }))),
-        )
-      if (events.length)
-        writes.push(
-          tx
-            .insert(messageEvents)
-            .values(events.map((e) => ({ messageId, tenantId: message.tenantId, ...e }))),
-        )
-      for (const r of pending) {
-        const o = of(r.address)
-        const status = o.status === 'deferred' && expired ? 'failed' : o.status
-        const reply =
-          o.status === 'deferred' && expired
-            ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}`
-            : o.reply
-        writes.push(
-          tx
-            .update(recipients)
-            .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
-            .where(eq(recipients.id, r.id)),
-        )
-      }
-      if (deferred.length && !expired)
-        writes.push(deps.deliverQueue.send({ messageId, domain: route.domain }, { tx, delaySeconds: delay }))
+      const writes = passWrites(tx, deps, job, {
+        tenantId: message.tenantId,
+        attempts,
+        events,
+        pending,
+        outcomeOf: of,
+        expired,
+        ageSeconds,
+        retry:
+          deferred.length && !expired
+            ? { body: { messageId, domain: route.domain }, delaySeconds: delay }
+            : undefined,
+      })
       await Promise.all(writes)
       if (dsn && message.mailFrom) {
         await tx.insert(messages).values({

@@ -198,37 +198,16 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   }
 
   await db.transaction(async (tx) => {
-    // independent writes, pipelined on the transaction's connection; the status summary reads them after
-    const writes: Promise<unknown>[] = [deps.deliverQueue.delete(job.receipt, { tx })]
-    if (attempts.length) {
-      writes.push(
-        tx
-          .insert(deliveryAttempts)
-          .values(attempts.map((a) => ({ messageId, tenantId: message.tenantId, ...a }))),
-      )
-    }
-    if (events.length) {
-      writes.push(
-        tx.insert(messageEvents).values(events.map((e) => ({ messageId, tenantId: message.tenantId, ...e }))),
-      )
-    }
-    for (const r of pending) {
-      const o = outcome.get(r.address) ?? { status: 'deferred' as const, reply: noRouteReply }
-      const status = o.status === 'deferred' && expired ? 'failed' : o.status
-      const reply =
-        o.status === 'deferred' && expired
-          ? `expired after ${Math.round(ageSeconds)}s; last reply: ${o.reply}`
-          : o.reply
-      writes.push(
-        tx
-          .update(recipients)
-          .set({ status, attempts: r.attempts + 1, lastReply: reply, updatedAt: new Date() })
-          .where(eq(recipients.id, r.id)),
-      )
-    }
-    if (deferred.length && !expired) {
-      writes.push(deps.deliverQueue.send({ messageId, domainId }, { tx, delaySeconds: delay }))
-    }
+    const writes = passWrites(tx, deps, job, {
+      tenantId: message.tenantId,
+      attempts,
+      events,
+      pending,
+      outcomeOf: (address) => outcome.get(address) ?? { status: 'deferred', reply: noRouteReply },
+      expired,
+      ageSeconds,
+      retry: deferred.length && !expired ? { body: { messageId, domainId }, delaySeconds: delay } : undefined,
+    })
     await Promise.all(writes)
     await updateMessageStatus(tx, messageId)
   })
@@ -265,6 +244,65 @@ async function holdForSuspendedTenant(
     await deps.deliverQueue.delete(job.receipt, { tx })
     await deps.deliverQueue.send(job.body, { tx, delaySeconds: deps.config.deliver.suspendedRecheckSeconds })
   })
+}
+
+/**
+ * The writes of one delivery pass, started at once and pipelined on the transaction's connection
+ * (the caller awaits them, then sums up the message's status): the job's deletion, the attempts,
+ * the events, each recipient's new status (a deferral past the give-up age becomes a failure) and
+ * the retry, if any.
+ */
+export function passWrites(
+  tx: Executor,
+  deps: Pick<DeliverDeps, 'deliverQueue'>,
+  job: ReceivedJob<DeliverJob>,
+  pass: {
+    tenantId: string
+    attempts: Omit<typeof deliveryAttempts.$inferInsert, 'messageId' | 'tenantId'>[]
+    events: { kind: string; detail: Record<string, unknown> }[]
+    pending: { id: number; address: string; attempts: number }[]
+    outcomeOf: (address: string) => { status: 'delivered' | 'deferred' | 'failed'; reply: string }
+    expired: boolean
+    ageSeconds: number
+    retry: { body: DeliverJob; delaySeconds: number } | undefined
+  },
+): Promise<unknown>[] {
+  const { messageId } = job.body
+  const { tenantId } = pass
+  const writes: Promise<unknown>[] = [deps.deliverQueue.delete(job.receipt, { tx })]
+  if (pass.attempts.length) {
+    writes.push(
+      tx
+        .insert(deliveryAttempts)
+        .values(
+          pass.attempts.map((a) => ({ messageId, tenantId, ...a }) as typeof deliveryAttempts.$inferInsert),
+        ),
+    )
+  }
+  if (pass.events.length) {
+    writes.push(tx.insert(messageEvents).values(pass.events.map((e) => ({ messageId, tenantId, ...e }))))
+  }
+  for (const r of pass.pending) {
+    const o = pass.outcomeOf(r.address)
+    const expiredNow = o.status === 'deferred' && pass.expired
+    writes.push(
+      tx
+        .update(recipients)
+        .set({
+          status: expiredNow ? 'failed' : o.status,
+          attempts: r.attempts + 1,
+          lastReply: expiredNow
+            ? `expired after ${Math.round(pass.ageSeconds)}s; last reply: ${o.reply}`
+            : o.reply,
+          updatedAt: new Date(),
+        })
+        .where(eq(recipients.id, r.id)),
+    )
+  }
+  if (pass.retry) {
+    writes.push(deps.deliverQueue.send(pass.retry.body, { tx, delaySeconds: pass.retry.delaySeconds }))
+  }
+  return writes
 }
 
 /** The message's status, summed up from its recipients. */

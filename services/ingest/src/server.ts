@@ -200,26 +200,13 @@ async function receive(
   const queueId = newId()
   const now = new Date()
   const objectKey = `inbound/${now.toISOString().slice(0, 10).replaceAll('-', '/')}/${queueId}.eml`
-  const headers = new HeaderCapture(receivedHeader(session, config.hostname, queueId, now, accepted))
-  let ended = false
-  stream.once('end', () => {
-    ended = true
-  })
-  stream.pipe(headers)
-
-  let size: number
-  try {
-    ;({ size } = await store.put(objectKey, headers))
-  } catch (err) {
-    stream.unpipe(headers)
-    await drain(stream, () => ended)
-    await store.delete(objectKey).catch(() => {})
-    throw err
-  }
-  if (stream.sizeExceeded) {
-    await store.delete(objectKey).catch(() => {})
-    throw reply.tooBig(config.smtp.maxMessageBytes)
-  }
+  const { size, headers } = await storeData(
+    store,
+    stream,
+    objectKey,
+    receivedHeader(session, config.hostname, queueId, now, accepted),
+    config.smtp.maxMessageBytes,
+  )
 
   const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
   const { subject, messageId } = headers.parsed()
@@ -276,6 +263,40 @@ async function receive(
     await store.delete(objectKey).catch(() => {})
     throw err
   }
+}
+
+/**
+ * Streams a transaction's DATA into the store under `objectKey`, behind the `Received:` line,
+ * capturing the header on the way. When the store fails or the message is too big, nothing is
+ * left behind: the object is deleted and the error (or the size reply) thrown.
+ */
+export async function storeData(
+  store: ObjectStore,
+  stream: SMTPServerDataStream,
+  objectKey: string,
+  received: string,
+  maxBytes: number,
+): Promise<{ size: number; headers: HeaderCapture }> {
+  const headers = new HeaderCapture(received)
+  let ended = false
+  stream.once('end', () => {
+    ended = true
+  })
+  stream.pipe(headers)
+  let size: number
+  try {
+    ;({ size } = await store.put(objectKey, headers))
+  } catch (err) {
+    stream.unpipe(headers)
+    await drain(stream, () => ended)
+    await store.delete(objectKey).catch(() => {})
+    throw err
+  }
+  if (stream.sizeExceeded) {
+    await store.delete(objectKey).catch(() => {})
+    throw reply.tooBig(maxBytes)
+  }
+  return { size, headers }
 }
 
 /** Reads what is left of the SMTP data stream, so that the session can answer. */

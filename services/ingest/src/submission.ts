@@ -16,7 +16,7 @@ import { eq } from 'drizzle-orm'
 import addressparser from 'nodemailer/lib/addressparser'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
 import { AuthThrottle } from './auth-throttle'
-import { cachedFor, drain, HeaderCapture, rfc5322Date } from './server'
+import { cachedFor, rfc5322Date, storeData } from './server'
 import { keepExplicitStatusCodes, reply, SmtpReply } from './smtp-replies'
 import { loadTls } from './tls'
 
@@ -292,25 +292,7 @@ async function receiveOutbound(
     `Received: from ${helo} ([${session.remoteAddress}])\r\n` +
     `\tby ${config.hostname} (Moat) with ${protocol} id ${queueId};\r\n` +
     `\t${rfc5322Date(now)}\r\n`
-  const headers = new HeaderCapture(received)
-  let ended = false
-  stream.once('end', () => {
-    ended = true
-  })
-  stream.pipe(headers)
-  let size: number
-  try {
-    ;({ size } = await store.put(objectKey, headers))
-  } catch (err) {
-    stream.unpipe(headers)
-    await drain(stream, () => ended)
-    await store.delete(objectKey).catch(() => {})
-    throw err
-  }
-  if (stream.sizeExceeded) {
-    await store.delete(objectKey).catch(() => {})
-    throw reply.tooBig(config.smtp.maxMessageBytes)
-  }
+  const { size, headers } = await storeData(store, stream, objectKey, received, config.smtp.maxMessageBytes)
   const { subject, messageId, from } = headers.parsed()
   const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
   const fromRefusal = await checkFromHeader(db, submitter, from)
