@@ -13,6 +13,7 @@
  * creates the database `moat_archive_bench` there and drops it afterwards unless --keep.
  * Writes load-tests/results/archive-search.md.
  */
+
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -29,6 +30,7 @@ import { LocalObjectStore } from '@moat/blobstore'
 import { loadSpamAssassin } from '@moat/classifier'
 import { archivedMessages, newId, openDatabase, runMigrations, tenants } from '@moat/db'
 import { sql } from 'drizzle-orm'
+import type { PgInsertValue } from 'drizzle-orm/pg-core'
 import postgres from 'postgres'
 
 const { values: args } = parseArgs({
@@ -81,7 +83,8 @@ try {
   const baseTenant = tenantIds[0] ?? ''
   let corpusBytes = 0
   await timed('index corpus (parse + insert)', async () => {
-    const batch: (typeof archivedMessages.$inferInsert)[] = []
+    // PgInsertValue, not $inferInsert: a column may take SQL (the tsvector expression)
+    const batch: PgInsertValue<typeof archivedMessages>[] = []
     const flush = async () => {
       if (batch.length) await db.insert(archivedMessages).values(batch.splice(0))
     }
