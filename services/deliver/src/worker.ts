@@ -86,7 +86,7 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
   }
 
   const [tenant] = await db.select().from(tenants).where(eq(tenants.id, message.tenantId))
-  if (tenant?.status === 'suspended') {
+  if (tenant && heldBySuspension(tenant, message.receivedAt)) {
     await holdForSuspendedTenant(deps, job, tenant)
     return
   }
@@ -212,6 +212,20 @@ export async function deliverOne(deps: DeliverDeps, job: ReceivedJob<DeliverJob>
     await updateMessageStatus(tx, messageId)
   })
   jobLog.info({ attempts: attempts.length, tries, expired }, 'delivery pass done')
+}
+
+/**
+ * Whether a suspension holds this message. An operator's holds everything; billing's holds only
+ * mail received after it began: what arrived while the account was in good standing (within a
+ * prepaid plan's messages, before a payment was overdue) is delivered.
+ */
+export function heldBySuspension(
+  tenant: { status: string; suspendedReason: string | null; suspendedAt: Date | null },
+  receivedAt: Date,
+): boolean {
+  if (tenant.status !== 'suspended') return false
+  if (tenant.suspendedReason !== 'billing' || !tenant.suspendedAt) return true
+  return receivedAt >= tenant.suspendedAt
 }
 
 /**
