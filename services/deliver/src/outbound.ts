@@ -9,19 +9,15 @@ import { buildDsn, type FailedRecipient } from './dsn'
 import { type MxAnswer, resolveMx } from './mx'
 import type { Egress } from './pools'
 import type { Destination, SendOutcome } from './smtp-client'
-import { backoffSeconds, type DeliverDeps, passWrites, updateMessageStatus } from './worker'
+import {
+  type AttemptRecord,
+  backoffSeconds,
+  type DeliverDeps,
+  passWrites,
+  updateMessageStatus,
+} from './worker'
 
 type MessageRow = typeof messages.$inferSelect
-
-interface AttemptRecord {
-  host: string
-  port: number
-  recipients: string[]
-  outcome: 'delivered' | 'deferred' | 'failed'
-  code: number | null
-  reply: string
-  durationMs: number
-}
 
 interface RecipientOutcome {
   status: 'delivered' | 'deferred' | 'failed'

@@ -47,7 +47,8 @@ export function backoffSeconds(attempts: number, first: number, max: number): nu
   return Math.min(max, first * 2 ** Math.max(0, attempts - 1))
 }
 
-interface AttemptRecord {
+/** One SMTP conversation of a delivery pass, as the message log shows it. */
+export interface AttemptRecord {
   host: string
   port: number
   recipients: string[]
